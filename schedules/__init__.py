@@ -1,0 +1,1 @@
+"""smoothcache.schedules: schedule files shipped with the package (JSON, format v1)."""

@@ -1,0 +1,121 @@
+"""smoothcache: training-free caching for Diffusion Transformers (SmoothCache, arXiv 2411.10510).
+
+Two lines in a diffusers pipeline::
+
+    import smoothcache
+    handle = smoothcache.wrap(pipe.transformer, schedule="dit50.json")
+
+This module is the public face; the engine lives in ``smoothcache_core``, the model families in
+``smoothcache.adapters`` and the plugin registry in ``smoothcache.plugins``.
+"""
+
+from __future__ import annotations
+
+import os
+from importlib import metadata
+from typing import Any, Mapping
+
+from torch import nn
+
+from smoothcache import adapters
+from smoothcache.plugins import hookimpl, registry
+from smoothcache_core import (
+    AdapterError,
+    CacheHandle,
+    Component,
+    ForwardArgument,
+    GenerationError,
+    ModelAdapter,
+    Schedule,
+    ScheduleError,
+    SmoothCacheError,
+    WrapError,
+    attach,
+)
+
+try:
+    __version__ = metadata.version("smoothcache")
+except metadata.PackageNotFoundError:  # running from a source tree that was never installed
+    __version__ = "0+unknown"
+
+__all__ = [
+    "AdapterError",
+    "CacheHandle",
+    "Component",
+    "ForwardArgument",
+    "GenerationError",
+    "ModelAdapter",
+    "Schedule",
+    "ScheduleError",
+    "SmoothCacheError",
+    "WrapError",
+    "adapters",
+    "hookimpl",
+    "register_plugin",
+    "resolve_adapter",
+    "wrap",
+]
+
+
+def register_plugin(plugin: Any, name: str | None = None) -> None:
+    """Register a plugin (a module or object with ``@smoothcache.hookimpl`` functions) at runtime."""
+    registry().register(plugin, name)
+
+
+def _as_model(model: Any) -> nn.Module:
+    """Accept a module, or a diffusers pipeline whose denoiser is ``pipe.transformer``."""
+    if isinstance(model, nn.Module):
+        return model
+    transformer = getattr(model, "transformer", None)
+    if isinstance(transformer, nn.Module):
+        return transformer
+    raise WrapError(f"expected a torch.nn.Module (e.g. pipe.transformer), got {type(model).__name__}")
+
+
+def resolve_adapter(model: nn.Module, adapter: str | ModelAdapter | None) -> ModelAdapter:
+    """An adapter by name, an adapter instance, or auto-detection when ``None``; checked to fit the model."""
+    if adapter is None:
+        return registry().detect(model)
+    if isinstance(adapter, str):
+        chosen = registry().get(adapter)
+    elif isinstance(adapter, ModelAdapter):
+        chosen = adapter
+    else:
+        raise AdapterError(
+            f"adapter must be a registered name, a ModelAdapter or None, got {type(adapter).__name__}"
+        )
+    if not chosen.matches(model):
+        raise AdapterError(
+            f"adapter {chosen.name!r} does not match {type(model).__name__}; "
+            "pass adapter=None to auto-detect, or an adapter written for this model"
+        )
+    return chosen
+
+
+def _as_schedule(schedule: Schedule | Mapping | str | os.PathLike | None) -> Schedule | None:
+    if schedule is None or isinstance(schedule, Schedule):
+        return schedule
+    if isinstance(schedule, Mapping):
+        return Schedule.from_dict(schedule)
+    if isinstance(schedule, (str, os.PathLike)):
+        return Schedule.load(schedule)
+    raise ScheduleError(
+        f"schedule must be a Schedule, a dict, a path to a .json file or None, got {type(schedule).__name__}"
+    )
+
+
+def wrap(
+    model: nn.Module | Any,
+    adapter: str | ModelAdapter | None = None,
+    schedule: Schedule | Mapping | str | os.PathLike | None = None,
+) -> CacheHandle:
+    """Cache ``model``'s components across sampling steps as ``schedule`` says.
+
+    ``adapter``: a registered name (see :func:`adapters`), an adapter instance, or ``None`` to
+    auto-detect. ``schedule``: a :class:`Schedule`, a dict (format v1 or the original SmoothCache
+    JSON), a path to a ``.json`` file, or ``None`` to compute everything (counts only). If anything
+    is wrong, an error says what and the model is left exactly as it was.
+    """
+    module = _as_model(model)
+    parsed = _as_schedule(schedule)
+    return attach(module, resolve_adapter(module, adapter), parsed)

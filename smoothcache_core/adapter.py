@@ -1,0 +1,170 @@
+"""The ModelAdapter protocol: what a model family must tell the engine, and nothing more.
+
+An adapter names the cacheable components of a model (in execution order) and where the timestep of
+each model evaluation can be read. The engine does everything else: step tracking, gates, caches,
+calibration. Adapters never import the engine's internals; third-party adapters use exactly this.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Callable, Protocol, runtime_checkable
+
+import torch
+from torch import nn
+
+from .errors import AdapterError
+
+#: A gate factory: takes the original callable and returns the callable that replaces it.
+GateFactory = Callable[[Callable[..., Any]], Callable[..., Any]]
+#: Undoes an installation exactly.
+Uninstall = Callable[[], None]
+#: Installs a gate factory at one place in the model and returns how to undo it.
+Installer = Callable[[GateFactory], Uninstall]
+
+
+def install_on_forward(module: nn.Module) -> Installer:
+    """The usual installer: replace ``module.forward`` (an instance attribute, as hooks do) by a gate.
+
+    Uninstalling restores the previous state exactly: a pre-existing instance ``forward`` (set by
+    another library before us) is put back, otherwise the instance attribute is removed so the class
+    method shows through again.
+    """
+
+    def install(make_gate: GateFactory) -> Uninstall:
+        had_own = "forward" in module.__dict__
+        previous = module.__dict__.get("forward")
+        gate = make_gate(module.forward)
+        module.forward = gate
+
+        def uninstall() -> None:
+            if module.__dict__.get("forward") is not gate:
+                raise AdapterError(
+                    f"{type(module).__name__}.forward was replaced by something else after smoothcache "
+                    "wrapped it; remove that wrapper first, then unwrap"
+                )
+            if had_own:
+                module.forward = previous
+            else:
+                del module.forward
+
+        return uninstall
+
+    return install
+
+
+@dataclass(frozen=True)
+class Component:
+    """One cacheable sub-module output, at the residual location (before the block's gate).
+
+    key: stable, unique name used in schedules and profiles, e.g. ``blocks.3.attn1``.
+    kind: what it computes: ``self_attn``, ``cross_attn``, ``ffn``, ``joint_attn``, ...
+    name: the attribute name shared by all blocks (``attn1``); the original SmoothCache files use it.
+    block_kind: which stack the block belongs to (``blocks``, ``spatial``, ``temporal``, ``double``).
+    index: the block's index inside its stack.
+    install: puts a gate on the call that produces the value (see :func:`install_on_forward`).
+    module: the module whose forward is gated, when there is one (used for MAC counting and checks).
+    """
+
+    key: str
+    kind: str
+    name: str
+    block_kind: str
+    index: int
+    install: Installer = field(compare=False, repr=False)
+    module: nn.Module | None = field(default=None, compare=False, repr=False)
+
+    @classmethod
+    def of_module(
+        cls, module: nn.Module, *, key: str, kind: str, name: str, block_kind: str, index: int
+    ) -> Component:
+        """A component whose value is the output of ``module``'s forward."""
+        return cls(key, kind, name, block_kind, index, install_on_forward(module), module)
+
+
+def timestep_value(value: Any) -> float:
+    """The scalar timestep of one model evaluation (the first element when it is per-sample).
+
+    This is the only host read per model evaluation; gates never read tensors.
+    """
+    if isinstance(value, torch.Tensor):
+        count = value.numel()
+        if count == 0:
+            raise AdapterError("the timestep tensor is empty; pass the current timestep to the model")
+        return float(value.item() if count == 1 else value.reshape(-1)[0].item())
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return float(value)
+    raise AdapterError(
+        f"expected the timestep as a tensor or a number, got {type(value).__name__}; "
+        "pass the current timestep to the model"
+    )
+
+
+@dataclass(frozen=True)
+class ForwardArgument:
+    """The step source: an argument of the forward of ``module_path`` (the root model when empty).
+
+    Use a sub-module that always sees the timestep when the root's hooks do not fire for every
+    evaluation (facebookresearch DiT's ``forward_with_cfg`` calls ``self.forward`` directly, but
+    always calls ``t_embedder(t)``).
+    """
+
+    name: str
+    position: int
+    module_path: str = ""
+
+    def attach(self, model: nn.Module, observe: Callable[[float], None]) -> Uninstall:
+        """Call ``observe(timestep)`` before every call of the module; return how to detach."""
+        try:
+            module = model.get_submodule(self.module_path)
+        except AttributeError as error:
+            raise AdapterError(f"the step source {self.module_path!r} is not a sub-module of the model") from error
+
+        def read_timestep(_module: nn.Module, args: tuple, kwargs: dict) -> None:
+            if self.name in kwargs:
+                value = kwargs[self.name]
+            elif len(args) > self.position:
+                value = args[self.position]
+            else:
+                value = None
+            if value is None:
+                raise AdapterError(
+                    f"the model was called without {self.name!r}; smoothcache needs the timestep to "
+                    "know the sampling step"
+                )
+            observe(timestep_value(value))
+
+        handle = module.register_forward_pre_hook(read_timestep, with_kwargs=True)
+        return handle.remove
+
+
+@runtime_checkable
+class StepSource(Protocol):
+    """Where the engine reads the timestep of each model evaluation."""
+
+    def attach(self, model: nn.Module, observe: Callable[[float], None]) -> Uninstall: ...
+
+
+@runtime_checkable
+class ModelAdapter(Protocol):
+    """What a model family supplies. Register instances through the ``smoothcache_adapters`` hook."""
+
+    #: Registered name, e.g. ``"dit"``.
+    name: str
+
+    def matches(self, model: nn.Module) -> bool:
+        """Whether this adapter understands ``model`` (used for auto-detection; must not raise)."""
+        ...
+
+    def components(self, model: nn.Module) -> list[Component]:
+        """The cacheable components of ``model`` in execution order."""
+        ...
+
+    def step_source(self, model: nn.Module) -> StepSource:
+        """Where the timestep of every model evaluation can be read."""
+        ...
+
+
+def class_names(model: object) -> set[str]:
+    """Names of the model's class and its bases: adapters match by name, never by importing a model."""
+    return {klass.__name__ for klass in type(model).__mro__}

@@ -1,0 +1,303 @@
+"""The engine: gates on every component, one step tracker per model, exact unwrap.
+
+Every component's call is replaced by a gate. The gate asks the compiled schedule (plain Python
+booleans indexed by the tracker's step) whether to compute or to reuse, and keeps at most one value
+per (component, branch), only while a following step will reuse it. Nothing here reads a tensor:
+the only host read per model evaluation is the step source's timestep.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import warnings
+import weakref
+from typing import Any, Callable, Sequence
+
+import torch
+from torch import nn
+
+from .adapter import Component, GateFactory, ModelAdapter, Uninstall
+from .errors import AdapterError, GenerationError, ScheduleError, WrapError
+from .schedule import CompiledSchedule, Schedule
+from .tracker import StepTracker
+
+logger = logging.getLogger(__name__)
+
+#: Models and component modules currently wrapped, to refuse wrapping them twice.
+_WRAPPED_MODELS: weakref.WeakKeyDictionary[nn.Module, CacheHandle] = weakref.WeakKeyDictionary()
+_GATED_MODULES: weakref.WeakSet[nn.Module] = weakref.WeakSet()
+
+
+def model_fingerprint(model: nn.Module) -> str:
+    """A short hash of the architecture (class, parameter and buffer names and shapes), not the weights."""
+    digest = hashlib.sha256(type(model).__name__.encode())
+    for name, tensor in model.state_dict(keep_vars=True).items():
+        digest.update(f"{name}:{tuple(tensor.shape)};".encode())
+    return digest.hexdigest()[:16]
+
+
+def _input_signature(args: tuple, kwargs: dict) -> tuple | None:
+    """Shape, dtype and device of the first tensor argument: a cached value is reused only if they match."""
+    for value in (*args, *kwargs.values()):
+        if isinstance(value, torch.Tensor):
+            return (value.shape, value.dtype, value.device)
+    return None
+
+
+class _Counters:
+    """Per-component call counts since the last reset (plain lists: the gates increment them)."""
+
+    def __init__(self, count: int) -> None:
+        self.computed = [0] * count
+        self.reused = [0] * count
+        self.refreshed = [0] * count
+
+    def clear(self) -> None:
+        for counts in (self.computed, self.reused, self.refreshed):
+            counts[:] = [0] * len(counts)
+
+
+class CacheHandle:
+    """A wrapped model: statistics, reset, and an exact unwrap (also as a context manager)."""
+
+    def __init__(
+        self,
+        model: nn.Module,
+        adapter: ModelAdapter,
+        components: Sequence[Component],
+        schedule: Schedule | None,
+    ) -> None:
+        self.model = model
+        self.adapter = adapter
+        self.components = tuple(components)
+        self.schedule = schedule
+        self._compiled = schedule.compile(components) if schedule else CompiledSchedule.all_compute(len(components))
+        self._counters = _Counters(len(components))
+        self._caches: list[dict[int, tuple[Any, Any]]] = [{} for _ in components]
+        self._last_evaluation = [0] * len(components)
+        self._tracker = StepTracker(self._on_new_generation)
+        self._uninstalls: list[Uninstall] = []
+        self._active = False
+
+    # -- installing -------------------------------------------------------------------------
+    def _install(self) -> None:
+        """Attach the step source and all gates; on any failure undo everything done so far."""
+        try:
+            source = self.adapter.step_source(self.model)
+            self._uninstalls.append(source.attach(self.model, self._observe))
+            for index, component in enumerate(self.components):
+                self._uninstalls.append(component.install(self._gate_factory(index)))
+                if component.module is not None:
+                    _GATED_MODULES.add(component.module)
+        except BaseException:
+            self._uninstall_all()
+            raise
+        _WRAPPED_MODELS[self.model] = self
+        self._active = True
+
+    def _uninstall_all(self) -> None:
+        errors = []
+        while self._uninstalls:
+            try:
+                self._uninstalls.pop()()
+            except Exception as error:  # keep undoing the rest, report the first problem after
+                errors.append(error)
+        for component in self.components:
+            if component.module is not None:
+                _GATED_MODULES.discard(component.module)
+        if errors:
+            raise errors[0]
+
+    def _observe(self, timestep: float) -> None:
+        tracker = self._tracker
+        tracker.observe(timestep)
+        steps = self._compiled.steps
+        if steps is not None and tracker.step >= steps:
+            tracker.reset()
+            raise GenerationError(
+                f"the schedule has {steps} steps but this generation has run more model evaluations; "
+                f"calibrate for the number of steps you sample with, or resample the schedule with "
+                f"Schedule.resample(num_steps)"
+            )
+
+    def _on_new_generation(self, previous_steps: int) -> None:
+        steps = self._compiled.steps
+        if steps is not None and 0 < previous_steps < steps:
+            warnings.warn(
+                f"the last generation ran {previous_steps} model evaluations but the schedule has {steps} "
+                "steps, so its reuse decisions were made for other steps; use a schedule for "
+                f"{previous_steps} steps (Schedule.resample)",
+                stacklevel=2,
+            )
+        for cache in self._caches:
+            cache.clear()
+
+    def _gate_factory(self, index: int) -> GateFactory:
+        """Build the gate for component ``index``: all state it needs is bound once, here."""
+        tracker = self._tracker
+        compute_table = self._compiled.compute[index]
+        keep_table = self._compiled.keep[index]
+        cache = self._caches[index]
+        computed, reused, refreshed = self._counters.computed, self._counters.reused, self._counters.refreshed
+        last_evaluation = self._last_evaluation
+        key = self.components[index].key
+
+        def make_gate(original: Callable[..., Any]) -> Callable[..., Any]:
+            if compute_table is None:
+
+                def always_compute(*args: Any, **kwargs: Any) -> Any:
+                    computed[index] += 1
+                    return original(*args, **kwargs)
+
+                return always_compute
+
+            def gate(*args: Any, **kwargs: Any) -> Any:
+                step = tracker.step
+                if step < 0:  # called outside a tracked evaluation: nothing to decide
+                    computed[index] += 1
+                    return original(*args, **kwargs)
+                evaluation = tracker.evaluations
+                if last_evaluation[index] == evaluation:
+                    raise GenerationError(
+                        f"component {key!r} ran twice in one model evaluation (feed-forward chunking or a "
+                        "shared module?); caching needs one call per evaluation: disable the chunking"
+                    )
+                last_evaluation[index] = evaluation
+                branch = tracker.branch
+                signature = _input_signature(args, kwargs)
+                if not compute_table[step]:
+                    entry = cache.get(branch)
+                    if entry is not None and entry[0] == signature:
+                        reused[index] += 1
+                        if not keep_table[step]:
+                            del cache[branch]
+                        return entry[1]
+                    refreshed[index] += 1
+                computed[index] += 1
+                output = original(*args, **kwargs)
+                if keep_table[step]:
+                    cache[branch] = (signature, output)
+                else:
+                    cache.pop(branch, None)
+                return output
+
+            return gate
+
+        return make_gate
+
+    # -- public -----------------------------------------------------------------------------
+    def stats(self) -> dict[str, Any]:
+        """Counts since the last reset: component calls computed and reused, per kind and per stack.
+
+        ``refreshed`` counts scheduled reuses that computed because the cached value did not fit
+        (another batch size, dtype or device) or did not exist; they are included in ``computed``.
+        """
+        counters = self._counters
+        by_kind: dict[str, dict[str, int]] = {}
+        for index, component in enumerate(self.components):
+            for group in (component.kind, f"{component.block_kind}.{component.kind}"):
+                entry = by_kind.setdefault(group, {"computed": 0, "reused": 0})
+                entry["computed"] += counters.computed[index]
+                entry["reused"] += counters.reused[index]
+        return {
+            "computed": sum(counters.computed),
+            "reused": sum(counters.reused),
+            "refreshed": sum(counters.refreshed),
+            "evaluations": self._tracker.evaluations,
+            "generations": self._tracker.generations,
+            "cache_entries": sum(len(cache) for cache in self._caches),
+            "by_kind": by_kind,
+        }
+
+    def reset(self) -> None:
+        """Start a new generation at the next evaluation, drop cached values and zero the counts."""
+        self._tracker.reset(clear_counts=True)
+        self._last_evaluation[:] = [0] * len(self._last_evaluation)
+        for cache in self._caches:
+            cache.clear()
+        self._counters.clear()
+
+    @property
+    def active(self) -> bool:
+        return self._active
+
+    def unwrap(self) -> nn.Module:
+        """Restore every original forward and hook exactly; return the model."""
+        if not self._active:
+            return self.model
+        try:
+            self._uninstall_all()
+        finally:
+            for cache in self._caches:
+                cache.clear()
+            self._active = False
+            _WRAPPED_MODELS.pop(self.model, None)
+        return self.model
+
+    def __enter__(self) -> CacheHandle:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.unwrap()
+
+    def __repr__(self) -> str:
+        steps = self.schedule.steps if self.schedule else "all-compute"
+        state = "active" if self._active else "unwrapped"
+        return (
+            f"CacheHandle({type(self.model).__name__}, adapter={self.adapter.name!r}, "
+            f"components={len(self.components)}, schedule={steps}, {state})"
+        )
+
+
+def check_schedule_provenance(schedule: Schedule, adapter: ModelAdapter, model: nn.Module) -> None:
+    """Refuse a schedule made for another adapter; warn when it was made for another model."""
+    made_for = schedule.provenance.get("adapter")
+    if made_for is not None and made_for != adapter.name:
+        raise ScheduleError(
+            f"the schedule was made for adapter {made_for!r} but the model is wrapped with {adapter.name!r}; "
+            "calibrate this model or pass the matching adapter"
+        )
+    model_class = schedule.provenance.get("model_class")
+    if model_class is not None and model_class != type(model).__name__:
+        warnings.warn(
+            f"the schedule was calibrated on {model_class}, not {type(model).__name__}; its decisions may not fit",
+            stacklevel=3,
+        )
+    elif schedule.provenance.get("config_fingerprint") not in (None, model_fingerprint(model)):
+        warnings.warn(
+            "the schedule was calibrated on a model of another configuration (config fingerprint differs); "
+            "its decisions may not fit this model",
+            stacklevel=3,
+        )
+
+
+def attach(model: nn.Module, adapter: ModelAdapter, schedule: Schedule | None) -> CacheHandle:
+    """Wrap ``model`` with ``adapter``'s components; nothing is changed if anything fails."""
+    if not isinstance(model, nn.Module):
+        raise WrapError(f"expected a torch.nn.Module (e.g. pipe.transformer), got {type(model).__name__}")
+    if model in _WRAPPED_MODELS:
+        raise WrapError("this model is already wrapped by smoothcache; call unwrap() on its handle first")
+    components = adapter.components(model)
+    if not components:
+        raise AdapterError(f"adapter {adapter.name!r} found no cacheable components in {type(model).__name__}")
+    keys = [c.key for c in components]
+    duplicates = sorted({key for key in keys if keys.count(key) > 1})
+    if duplicates:
+        raise AdapterError(f"adapter {adapter.name!r} gave duplicate component keys {duplicates}")
+    modules = [c.module for c in components if c.module is not None]
+    if len({id(m) for m in modules}) != len(modules):
+        raise AdapterError(f"adapter {adapter.name!r} lists one module as two components; each needs its own")
+    if any(module in _GATED_MODULES for module in modules):
+        raise WrapError("a component of this model is already wrapped (through another model); unwrap that first")
+    if schedule is not None:
+        check_schedule_provenance(schedule, adapter, model)
+    handle = CacheHandle(model, adapter, components, schedule)
+    handle._install()
+    logger.debug("wrapped %s with %d components (adapter %s)", type(model).__name__, len(components), adapter.name)
+    return handle
+
+
+def handle_of(model: nn.Module) -> CacheHandle | None:
+    """The active handle wrapping ``model``, if any."""
+    return _WRAPPED_MODELS.get(model)

@@ -1,0 +1,204 @@
+"""Schedules: the static 0/1 table (1 = compute and refresh the cache, 0 = reuse) plus provenance.
+
+Format v1 (JSON)::
+
+    {"format": "smoothcache.schedule", "version": 1,
+     "components": {"attn1": [1, 0, 1, ...], "blocks.3.ff": [1, 1, 0, ...]},
+     "provenance": {"adapter": "dit", "model_class": "DiTTransformer2DModel", "steps": 50, ...}}
+
+The original SmoothCache files (``{"attn": [...], "mlp": [...]}``, per-block ``"attn-3"``) load
+unchanged. A table key is resolved against the wrapped model's components, most specific first:
+the component key (``blocks.3.attn1``), ``<type>-<block index>`` (``attn1-3``, the original
+per-block form), the type (``attn1``; ``spatial.attn`` when the model has several block stacks),
+and the bare attribute name (``attn``, every stack). Components no key resolves to always compute.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable, Mapping, Sequence
+
+from .adapter import Component
+from .errors import ScheduleError
+
+FORMAT = "smoothcache.schedule"
+VERSION = 1
+
+
+def type_key(component: Component, single_stack: bool) -> str:
+    """The key shared by one component type across the blocks of a stack (``attn1``, ``spatial.attn``)."""
+    return component.name if single_stack else f"{component.block_kind}.{component.name}"
+
+
+def has_single_stack(components: Sequence[Component]) -> bool:
+    """Whether all blocks belong to one stack, so types need no stack prefix."""
+    return len({c.block_kind for c in components}) <= 1
+
+
+def lookup_keys(components: Sequence[Component]) -> list[tuple[str, ...]]:
+    """For every component, the table keys that select it, most specific first."""
+    single = has_single_stack(components)
+    result = []
+    for component in components:
+        kind_key = type_key(component, single)
+        candidates = (component.key, f"{kind_key}-{component.index}", kind_key, component.name)
+        result.append(tuple(dict.fromkeys(candidates)))
+    return result
+
+
+@dataclass(frozen=True)
+class CompiledSchedule:
+    """A schedule resolved against one model's components: plain Python booleans for the gates.
+
+    ``compute[c][i]``: component ``c`` computes at step ``i``. ``keep[c][i]``: the value computed at
+    step ``i`` is needed at step ``i + 1`` (so the cache holds nothing it will not return).
+    ``None`` for a component means it always computes.
+    """
+
+    steps: int | None
+    compute: tuple[tuple[bool, ...] | None, ...]
+    keep: tuple[tuple[bool, ...] | None, ...]
+
+    @classmethod
+    def all_compute(cls, count: int) -> CompiledSchedule:
+        return cls(None, (None,) * count, (None,) * count)
+
+
+def _as_table(key: str, values: Any) -> tuple[int, ...]:
+    if not isinstance(values, (list, tuple)) or not values:
+        raise ScheduleError(f"schedule entry {key!r} must be a non-empty list of 0/1, got {values!r:.60}")
+    table = []
+    for value in values:
+        if isinstance(value, bool) or value in (0, 1) and isinstance(value, int):
+            table.append(int(value))
+        else:
+            raise ScheduleError(f"schedule entry {key!r} holds {value!r}; only 0 (reuse) and 1 (compute) are allowed")
+    if table[0] != 1:
+        raise ScheduleError(f"schedule entry {key!r} reuses at step 0, where nothing is cached yet; set it to 1")
+    return tuple(table)
+
+
+@dataclass(frozen=True)
+class Schedule:
+    """A static compute/reuse table per component key, with the provenance of how it was made."""
+
+    tables: Mapping[str, tuple[int, ...]]
+    provenance: Mapping[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if not self.tables:
+            raise ScheduleError("the schedule has no components; give at least one list of 0/1 per step")
+        tables = {str(key): _as_table(str(key), values) for key, values in self.tables.items()}
+        lengths = {key: len(values) for key, values in tables.items()}
+        if len(set(lengths.values())) > 1:
+            raise ScheduleError(f"schedule lists have different lengths: {lengths}; every list needs one entry per step")
+        if not isinstance(self.provenance, Mapping):
+            raise ScheduleError("schedule provenance must be a JSON object")
+        object.__setattr__(self, "tables", tables)
+        object.__setattr__(self, "provenance", dict(self.provenance))
+
+    @property
+    def steps(self) -> int:
+        """Number of model evaluations the schedule covers."""
+        return len(next(iter(self.tables.values())))
+
+    @classmethod
+    def from_dict(cls, data: Any) -> Schedule:
+        """Read format v1 or an original SmoothCache dict (``{"attn": [...], "mlp-3": [...]}``)."""
+        if not isinstance(data, Mapping):
+            raise ScheduleError(f"a schedule must be a JSON object, got {type(data).__name__}")
+        if "format" not in data:
+            return cls(dict(data), {"format_origin": "smoothcache-0.1"})
+        if data["format"] != FORMAT:
+            raise ScheduleError(f"unknown schedule format {data['format']!r}; expected {FORMAT!r}")
+        if data.get("version") != VERSION:
+            raise ScheduleError(
+                f"schedule format version {data.get('version')!r} is not supported; this smoothcache reads version {VERSION}"
+            )
+        unknown = set(data) - {"format", "version", "components", "provenance"}
+        if unknown:
+            raise ScheduleError(f"unknown schedule fields {sorted(unknown)}; expected components and provenance")
+        if not isinstance(data.get("components"), Mapping):
+            raise ScheduleError("schedule field 'components' must map component keys to lists of 0/1")
+        return cls(dict(data["components"]), data.get("provenance", {}))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "format": FORMAT,
+            "version": VERSION,
+            "components": {key: list(values) for key, values in self.tables.items()},
+            "provenance": dict(self.provenance),
+        }
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> Schedule:
+        """Load a JSON schedule (v1 or original). Never unpickles anything."""
+        path = Path(path)
+        try:
+            text = path.read_text(encoding="utf-8")
+        except OSError as error:
+            raise ScheduleError(f"cannot read schedule {str(path)!r}: {error.strerror or error}") from error
+        try:
+            data = json.loads(text)
+        except (json.JSONDecodeError, UnicodeDecodeError) as error:
+            raise ScheduleError(f"schedule {str(path)!r} is not valid JSON ({error}); regenerate or fix the file") from error
+        return cls.from_dict(data)
+
+    def save(self, path: str | os.PathLike) -> None:
+        """Write JSON atomically (temporary file, then rename), so a crash never leaves half a file."""
+        write_text_atomic(Path(path), json.dumps(self.to_dict(), indent=1) + "\n")
+
+    @classmethod
+    def fora(cls, steps: int, interval: int, keys: Iterable[str]) -> Schedule:
+        """FORA's fixed-interval schedule: compute every ``interval`` steps and at the last step."""
+        if interval < 1 or steps < 1:
+            raise ScheduleError("FORA needs steps >= 1 and interval >= 1")
+        table = [1 if i % interval == 0 or i == steps - 1 else 0 for i in range(steps)]
+        return cls({key: table for key in keys}, {"method": f"fora-{interval}", "steps": steps})
+
+    def compile(self, components: Sequence[Component]) -> CompiledSchedule:
+        """Resolve tables against ``components``; unknown keys are an error listing what exists."""
+        candidates = lookup_keys(components)
+        used: set[str] = set()
+        compute: list[tuple[bool, ...] | None] = []
+        keep: list[tuple[bool, ...] | None] = []
+        for keys in candidates:
+            table = next((self.tables[key] for key in keys if key in self.tables), None)
+            used.update(key for key in keys if key in self.tables)
+            if table is None or all(table):
+                compute.append(None)
+                keep.append(None)
+                continue
+            flags = tuple(bool(v) for v in table)
+            compute.append(flags)
+            keep.append(tuple(not following for following in flags[1:]) + (False,))
+        unknown = sorted(set(self.tables) - used)
+        if unknown:
+            types = sorted({c for keys in candidates for c in keys[2:]})
+            raise ScheduleError(
+                f"schedule keys {unknown} match no component of this model; it has the types {types} "
+                f"and component keys like {candidates[0][0]!r} (or '<type>-<block index>')"
+            )
+        return CompiledSchedule(self.steps, tuple(compute), tuple(keep))
+
+
+def write_text_atomic(path: Path, text: str) -> None:
+    """Write a file so readers see either the old or the complete new content."""
+    write_bytes_atomic(path, text.encode("utf-8"))
+
+
+def write_bytes_atomic(path: Path, data: bytes) -> None:
+    """Write bytes to a temporary file in the same folder, then rename it over ``path``."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(handle, "wb") as file:
+            file.write(data)
+        os.replace(temporary, path)
+    except BaseException:
+        os.unlink(temporary)
+        raise

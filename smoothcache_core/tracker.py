@@ -1,0 +1,76 @@
+"""Step tracking: turns the stream of model evaluations into (step, branch) coordinates.
+
+A schedule is indexed by model evaluation ("step" below): a second-order solver's two evaluations
+per solver step are two steps. Calls that repeat the previous timestep are further *branches* of
+the same step (split classifier-free guidance: cond and uncond as two calls). How many branches a
+step has is learnt from the first step of each generation (the calls before the timestep first
+changes); after that a repeated timestep beyond that count is a new step (Heun evaluates the end of
+one step and the start of the next at the same sigma). A timestep that moves against the direction
+established by the generation (going back up for the usual decreasing schedules) starts a new
+generation, as does :meth:`StepTracker.reset`.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+
+class StepTracker:
+    """Assigns every model evaluation its step and branch; plain Python, no tensors."""
+
+    def __init__(self, on_new_generation: Callable[[int], None]) -> None:
+        """``on_new_generation(previous_steps)`` runs whenever a new generation starts.
+
+        ``previous_steps`` is how many steps the generation before it ran (0 when there was none or
+        it was ended by :meth:`reset`).
+        """
+        self._on_new_generation = on_new_generation
+        self.step = -1
+        self.branch = 0
+        self.evaluations = 0
+        self.generations = 0
+        self._last_timestep: float | None = None
+        self._branches: int | None = None
+        self._direction = 0
+
+    def reset(self, clear_counts: bool = False) -> None:
+        """Forget the current generation; the next evaluation starts a new one."""
+        if clear_counts:
+            self.evaluations = 0
+            self.generations = 0
+        self._last_timestep = None
+        self.step = -1
+        self.branch = 0
+
+    def observe(self, timestep: float) -> None:
+        """Advance to the coordinates of a new model evaluation at ``timestep``."""
+        self.evaluations += 1
+        last = self._last_timestep
+        if last is None:
+            self._start_generation(timestep)
+            return
+        if timestep == last and (self._branches is None or self.branch + 1 < self._branches):
+            self.branch += 1
+            return
+        if self._branches is None:
+            self._branches = self.branch + 1
+        direction = (timestep > last) - (timestep < last)
+        if direction:
+            if self._direction == 0:
+                self._direction = direction
+            elif direction != self._direction:
+                self._start_generation(timestep)
+                return
+        self._last_timestep = timestep
+        self.step += 1
+        self.branch = 0
+
+    def _start_generation(self, timestep: float) -> None:
+        previous_steps = self.step + 1
+        self.generations += 1
+        self.step = 0
+        self.branch = 0
+        self._last_timestep = timestep
+        self._branches = None
+        self._direction = 0
+        self._on_new_generation(previous_steps)

@@ -1,0 +1,106 @@
+"""Bad input is a clear error and leaves the model exactly as it was."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from helpers import assert_pristine
+from test_dit_pipeline import ATTN, FF, generate
+
+import smoothcache
+from smoothcache import AdapterError, ScheduleError, WrapError
+from smoothcache_core import handle_of
+
+
+def test_unknown_adapter_lists_registered_ones(dit_pipe):
+    with pytest.raises(AdapterError, match=r"unknown adapter 'nope'; registered adapters: \[.*'dit'"):
+        smoothcache.wrap(dit_pipe.transformer, adapter="nope")
+    assert_pristine(dit_pipe.transformer)
+
+
+def test_adapter_that_does_not_match():
+    model = torch.nn.Sequential(torch.nn.Linear(4, 4))
+    with pytest.raises(AdapterError, match="adapter 'dit' does not match Sequential"):
+        smoothcache.wrap(model, adapter="dit")
+    with pytest.raises(AdapterError, match="no registered adapter matches Sequential"):
+        smoothcache.wrap(model)
+    assert_pristine(model)
+
+
+def test_adapter_of_wrong_type(dit_pipe):
+    with pytest.raises(AdapterError, match="adapter must be a registered name"):
+        smoothcache.wrap(dit_pipe.transformer, adapter=42)
+
+
+@pytest.mark.parametrize(
+    ("schedule", "message"),
+    [
+        ({"attn1": ATTN, "ff": FF[:-1]}, "different lengths"),
+        ({"attn1": ATTN, "mlp": FF}, r"schedule keys \['mlp'\] match no component.*types \['attn1', 'ff'\]"),
+        ({"attn1": [0] + ATTN[1:]}, "reuses at step 0"),
+        ({"attn1": [1, 2, 1]}, "only 0 .reuse. and 1 .compute."),
+        ({"attn1": "1010"}, "non-empty list of 0/1"),
+        ({}, "no components"),
+        ([1, 0, 1], "must be a Schedule, a dict, a path"),
+        ({"format": "smoothcache.schedule", "version": 9, "components": {"attn1": ATTN}}, "version 9 is not supported"),
+        ({"format": "other", "components": {}}, "unknown schedule format"),
+        ({"format": "smoothcache.schedule", "version": 1, "components": {"attn1": ATTN}, "extra": 1}, "unknown schedule fields"),
+        ({"format": "smoothcache.schedule", "version": 1, "components": {"attn1": ATTN}, "provenance": {"adapter": "stable-audio"}}, "made for adapter 'stable-audio'"),
+        (3.5, "must be a Schedule, a dict, a path"),
+    ],
+)
+def test_bad_schedule_is_refused_before_anything_changes(dit_pipe, schedule, message):
+    reference = generate(dit_pipe, 0)
+    with pytest.raises(ScheduleError, match=message):
+        smoothcache.wrap(dit_pipe.transformer, schedule=schedule)
+    assert_pristine(dit_pipe.transformer)
+    assert torch.equal(generate(dit_pipe, 0), reference)
+
+
+def test_corrupt_or_missing_json_file(dit_pipe, tmp_path):
+    corrupt = tmp_path / "corrupt.json"
+    corrupt.write_text('{"attn1": [1, 0,')
+    with pytest.raises(ScheduleError, match="not valid JSON"):
+        smoothcache.wrap(dit_pipe.transformer, schedule=corrupt)
+    with pytest.raises(ScheduleError, match="cannot read schedule"):
+        smoothcache.wrap(dit_pipe.transformer, schedule=tmp_path / "missing.json")
+    assert_pristine(dit_pipe.transformer)
+
+
+def test_wrapping_twice_is_refused_and_the_first_wrap_keeps_working(dit_pipe):
+    with smoothcache.wrap(dit_pipe.transformer, schedule={"attn1": ATTN, "ff": FF}) as handle:
+        with pytest.raises(WrapError, match="already wrapped"):
+            smoothcache.wrap(dit_pipe.transformer)
+        generate(dit_pipe, 0)
+        assert handle.stats()["reused"] > 0
+    assert_pristine(dit_pipe.transformer)
+    with smoothcache.wrap(dit_pipe.transformer):  # wrapping again after unwrap is fine
+        pass
+
+
+def test_non_module_input():
+    with pytest.raises(WrapError, match="expected a torch.nn.Module .e.g. pipe.transformer., got str"):
+        smoothcache.wrap("model.safetensors")
+
+
+def test_failure_while_installing_undoes_the_gates_already_installed(dit_pipe, monkeypatch):
+    """An installer that fails half-way (here the fourth) leaves no gate behind."""
+    from smoothcache.adapters.dit import DiTAdapter
+
+    class FailingAdapter(DiTAdapter):
+        name = "failing"
+
+        def components(self, model):
+            components = super().components(model)
+            broken = components[3]
+
+            def install(make_gate):
+                raise RuntimeError("cannot install")
+
+            components[3] = type(broken)(broken.key, broken.kind, broken.name, broken.block_kind, broken.index, install, broken.module)
+            return components
+
+    with pytest.raises(RuntimeError, match="cannot install"):
+        smoothcache.wrap(dit_pipe.transformer, adapter=FailingAdapter(), schedule={"attn1": ATTN, "ff": FF})
+    assert_pristine(dit_pipe.transformer)
+    assert handle_of(dit_pipe.transformer) is None
