@@ -18,7 +18,7 @@ demo: $(STAMP)
 	$(BIN)/python -m examples.demo
 
 test: $(STAMP)
-	$(BIN)/python -m pytest -q -n 2
+	$(BIN)/python -m pytest -q
 
 benchmarks: $(STAMP)
 	$(BIN)/python -m benchmarks.overhead

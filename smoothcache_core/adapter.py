@@ -21,6 +21,8 @@ GateFactory = Callable[[Callable[..., Any]], Callable[..., Any]]
 Uninstall = Callable[[], None]
 #: Installs a gate factory at one place in the model and returns how to undo it.
 Installer = Callable[[GateFactory], Uninstall]
+#: Receives the timestep and the batch size of every model evaluation.
+Observer = Callable[[float, "int | None"], None]
 
 
 def install_on_forward(module: nn.Module) -> Installer:
@@ -54,16 +56,14 @@ def install_on_forward(module: nn.Module) -> Installer:
 
 
 @dataclass(frozen=True)
-class Component:
-    """One cacheable sub-module output, at the residual location (before the block's gate).
+class ComponentSpec:
+    """What identifies a cacheable value: enough to resolve schedules and describe profiles.
 
     key: stable, unique name used in schedules and profiles, e.g. ``blocks.3.attn1``.
     kind: what it computes: ``self_attn``, ``cross_attn``, ``ffn``, ``joint_attn``, ...
     name: the attribute name shared by all blocks (``attn1``); the original SmoothCache files use it.
     block_kind: which stack the block belongs to (``blocks``, ``spatial``, ``temporal``, ``double``).
     index: the block's index inside its stack.
-    install: puts a gate on the call that produces the value (see :func:`install_on_forward`).
-    module: the module whose forward is gated, when there is one (used for MAC counting and checks).
     """
 
     key: str
@@ -71,6 +71,21 @@ class Component:
     name: str
     block_kind: str
     index: int
+
+    @property
+    def spec(self) -> ComponentSpec:
+        """The identifying fields alone (no module references)."""
+        return ComponentSpec(self.key, self.kind, self.name, self.block_kind, self.index)
+
+
+@dataclass(frozen=True)
+class Component(ComponentSpec):
+    """One cacheable sub-module output, at the residual location (before the block's gate).
+
+    install: puts a gate on the call that produces the value (see :func:`install_on_forward`).
+    module: the module whose forward is gated, when there is one (used for checks).
+    """
+
     install: Installer = field(compare=False, repr=False)
     module: nn.Module | None = field(default=None, compare=False, repr=False)
 
@@ -100,6 +115,13 @@ def timestep_value(value: Any) -> float:
     )
 
 
+def _leading_size(args: tuple, kwargs: dict) -> int | None:
+    for value in (*args, *kwargs.values()):
+        if isinstance(value, torch.Tensor):
+            return int(value.shape[0]) if value.dim() else None
+    return None
+
+
 @dataclass(frozen=True)
 class ForwardArgument:
     """The step source: an argument of the forward of ``module_path`` (the root model when empty).
@@ -113,8 +135,12 @@ class ForwardArgument:
     position: int
     module_path: str = ""
 
-    def attach(self, model: nn.Module, observe: Callable[[float], None]) -> Uninstall:
-        """Call ``observe(timestep)`` before every call of the module; return how to detach."""
+    def attach(self, model: nn.Module, observe: Observer) -> Uninstall:
+        """Call ``observe(timestep, batch)`` before every call of the module; return how to detach.
+
+        ``batch`` is the leading size of the call's first tensor argument (the latent batch for a
+        root model, the timestep batch for a timestep embedder), used to group errors per sample.
+        """
         try:
             module = model.get_submodule(self.module_path)
         except AttributeError as error:
@@ -132,7 +158,7 @@ class ForwardArgument:
                     f"the model was called without {self.name!r}; smoothcache needs the timestep to "
                     "know the sampling step"
                 )
-            observe(timestep_value(value))
+            observe(timestep_value(value), _leading_size(args, kwargs))
 
         handle = module.register_forward_pre_hook(read_timestep, with_kwargs=True)
         return handle.remove
@@ -142,7 +168,7 @@ class ForwardArgument:
 class StepSource(Protocol):
     """Where the engine reads the timestep of each model evaluation."""
 
-    def attach(self, model: nn.Module, observe: Callable[[float], None]) -> Uninstall: ...
+    def attach(self, model: nn.Module, observe: Observer) -> Uninstall: ...
 
 
 @runtime_checkable

@@ -1,9 +1,11 @@
 """The engine: gates on every component, one step tracker per model, exact unwrap.
 
-Every component's call is replaced by a gate. The gate asks the compiled schedule (plain Python
-booleans indexed by the tracker's step) whether to compute or to reuse, and keeps at most one value
-per (component, branch), only while a following step will reuse it. Nothing here reads a tensor:
-the only host read per model evaluation is the step source's timestep.
+:class:`Attachment` installs a step source and one gate per component atomically and removes them
+exactly. :class:`CacheHandle` is the attachment used for inference: each gate asks the compiled
+schedule (plain Python booleans indexed by the tracker's step) whether to compute or to reuse, and
+keeps at most one value per (component, branch), only while a following step will reuse it.
+Calibration's recorder (``recorder.py``) is the same attachment with recording gates. Nothing here
+reads a tensor: the only host read per model evaluation is the step source's timestep.
 """
 
 from __future__ import annotations
@@ -19,14 +21,18 @@ from torch import nn
 
 from .adapter import Component, GateFactory, ModelAdapter, Uninstall
 from .errors import AdapterError, GenerationError, ScheduleError, WrapError
+from .macs import measure_macs
 from .schedule import CompiledSchedule, Schedule
 from .tracker import StepTracker
 
 logger = logging.getLogger(__name__)
 
-#: Models and component modules currently wrapped, to refuse wrapping them twice.
-_WRAPPED_MODELS: weakref.WeakKeyDictionary[nn.Module, CacheHandle] = weakref.WeakKeyDictionary()
+#: Models and component modules currently attached, to refuse attaching them twice.
+_ATTACHED_MODELS: weakref.WeakKeyDictionary[nn.Module, Attachment] = weakref.WeakKeyDictionary()
 _GATED_MODULES: weakref.WeakSet[nn.Module] = weakref.WeakSet()
+#: MACs of one component call per (component key, input signature), per model: measured once, kept
+#: across wraps of the same model.
+_MEASURED_MACS: weakref.WeakKeyDictionary[nn.Module, dict[str, dict[tuple, int]]] = weakref.WeakKeyDictionary()
 
 
 def model_fingerprint(model: nn.Module) -> str:
@@ -37,6 +43,15 @@ def model_fingerprint(model: nn.Module) -> str:
     return digest.hexdigest()[:16]
 
 
+def first_tensor(value: Any) -> torch.Tensor | None:
+    """The tensor a component returned, or the first one inside a tuple/list it returned."""
+    if isinstance(value, torch.Tensor):
+        return value
+    if isinstance(value, (tuple, list)):
+        return next((item for item in value if isinstance(item, torch.Tensor)), None)
+    return None
+
+
 def _input_signature(args: tuple, kwargs: dict) -> tuple | None:
     """Shape, dtype and device of the first tensor argument: a cached value is reused only if they match."""
     for value in (*args, *kwargs.values()):
@@ -45,42 +60,58 @@ def _input_signature(args: tuple, kwargs: dict) -> tuple | None:
     return None
 
 
-class _Counters:
-    """Per-component call counts since the last reset (plain lists: the gates increment them)."""
-
-    def __init__(self, count: int) -> None:
-        self.computed = [0] * count
-        self.reused = [0] * count
-        self.refreshed = [0] * count
-
-    def clear(self) -> None:
-        for counts in (self.computed, self.reused, self.refreshed):
-            counts[:] = [0] * len(counts)
+def _version_of(value: Any) -> int | None:
+    """The in-place modification counter of a returned tensor (inference tensors have none)."""
+    tensor = first_tensor(value)
+    if tensor is None or tensor.is_inference():
+        return None
+    return tensor._version
 
 
-class CacheHandle:
-    """A wrapped model: statistics, reset, and an exact unwrap (also as a context manager)."""
+def check_components(model: nn.Module, adapter: ModelAdapter) -> list[Component]:
+    """The adapter's components for ``model``, checked before anything is installed."""
+    if not isinstance(model, nn.Module):
+        raise WrapError(f"expected a torch.nn.Module (e.g. pipe.transformer), got {type(model).__name__}")
+    if model in _ATTACHED_MODELS:
+        raise WrapError("this model is already wrapped by smoothcache; call unwrap() on its handle first")
+    components = list(adapter.components(model))
+    if not components:
+        raise AdapterError(f"adapter {adapter.name!r} found no cacheable components in {type(model).__name__}")
+    keys = [c.key for c in components]
+    duplicates = sorted({key for key in keys if keys.count(key) > 1})
+    if duplicates:
+        raise AdapterError(f"adapter {adapter.name!r} gave duplicate component keys {duplicates}")
+    modules = [c.module for c in components if c.module is not None]
+    if len({id(m) for m in modules}) != len(modules):
+        raise AdapterError(f"adapter {adapter.name!r} lists one module as two components; each needs its own")
+    if any(module in _GATED_MODULES for module in modules):
+        raise WrapError("a component of this model is already wrapped (through another model); unwrap that first")
+    return components
 
-    def __init__(
-        self,
-        model: nn.Module,
-        adapter: ModelAdapter,
-        components: Sequence[Component],
-        schedule: Schedule | None,
-    ) -> None:
+
+class Attachment:
+    """A step source and one gate per component on a model; installed atomically, removed exactly."""
+
+    def __init__(self, model: nn.Module, adapter: ModelAdapter, components: Sequence[Component]) -> None:
         self.model = model
         self.adapter = adapter
         self.components = tuple(components)
-        self.schedule = schedule
-        self._compiled = schedule.compile(components) if schedule else CompiledSchedule.all_compute(len(components))
-        self._counters = _Counters(len(components))
-        self._caches: list[dict[int, tuple[Any, Any]]] = [{} for _ in components]
-        self._last_evaluation = [0] * len(components)
+        #: Leading size of the step source's first tensor in the current evaluation.
+        self.batch: int | None = None
         self._tracker = StepTracker(self._on_new_generation)
         self._uninstalls: list[Uninstall] = []
         self._active = False
 
-    # -- installing -------------------------------------------------------------------------
+    def _gate_factory(self, index: int) -> GateFactory:
+        raise NotImplementedError
+
+    def _on_new_generation(self, previous_steps: int) -> None:
+        """Called by the tracker when a generation starts (``previous_steps``: the last one's length)."""
+
+    def _observe(self, timestep: float, batch: int | None) -> None:
+        self.batch = batch
+        self._tracker.observe(timestep)
+
     def _install(self) -> None:
         """Attach the step source and all gates; on any failure undo everything done so far."""
         try:
@@ -93,7 +124,7 @@ class CacheHandle:
         except BaseException:
             self._uninstall_all()
             raise
-        _WRAPPED_MODELS[self.model] = self
+        _ATTACHED_MODELS[self.model] = self
         self._active = True
 
     def _uninstall_all(self) -> None:
@@ -109,12 +140,76 @@ class CacheHandle:
         if errors:
             raise errors[0]
 
-    def _observe(self, timestep: float) -> None:
-        tracker = self._tracker
-        tracker.observe(timestep)
+    @property
+    def active(self) -> bool:
+        return self._active
+
+    def unwrap(self) -> nn.Module:
+        """Restore every original forward and hook exactly; return the model."""
+        if not self._active:
+            return self.model
+        try:
+            self._uninstall_all()
+        finally:
+            self._release()
+            self._active = False
+            _ATTACHED_MODELS.pop(self.model, None)
+        return self.model
+
+    def _release(self) -> None:
+        """Drop whatever tensors the attachment holds."""
+
+    def __enter__(self) -> Attachment:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.unwrap()
+
+
+class _Counters:
+    """Per-component call counts since the last reset (plain lists: the gates increment them)."""
+
+    def __init__(self, count: int) -> None:
+        self.computed = [0] * count
+        self.reused = [0] * count
+        self.refreshed = [0] * count
+        self.macs_skipped = [0] * count
+
+    def clear(self) -> None:
+        for counts in (self.computed, self.reused, self.refreshed, self.macs_skipped):
+            counts[:] = [0] * len(counts)
+
+
+class CacheHandle(Attachment):
+    """A wrapped model: statistics, reset, and an exact unwrap (also as a context manager)."""
+
+    def __init__(
+        self,
+        model: nn.Module,
+        adapter: ModelAdapter,
+        components: Sequence[Component],
+        schedule: Schedule | None,
+    ) -> None:
+        super().__init__(model, adapter, components)
+        self.schedule = schedule
+        count = len(self.components)
+        self._compiled = schedule.compile(self.components) if schedule else CompiledSchedule.all_compute(count)
+        self._counters = _Counters(count)
+        self._caches: list[dict[int, tuple[Any, ...]]] = [{} for _ in range(count)]
+        measured = _MEASURED_MACS.setdefault(model, {})
+        self._macs = [measured.setdefault(c.key, {}) for c in self.components]
+        self._last_evaluation = [0] * count
+
+    @property
+    def compiled(self) -> CompiledSchedule:
+        """The schedule resolved against this model's components."""
+        return self._compiled
+
+    def _observe(self, timestep: float, batch: int | None) -> None:
+        super()._observe(timestep, batch)
         steps = self._compiled.steps
-        if steps is not None and tracker.step >= steps:
-            tracker.reset()
+        if steps is not None and self._tracker.step >= steps:
+            self._tracker.reset()
             raise GenerationError(
                 f"the schedule has {steps} steps but this generation has run more model evaluations; "
                 f"calibrate for the number of steps you sample with, or resample the schedule with "
@@ -139,7 +234,9 @@ class CacheHandle:
         compute_table = self._compiled.compute[index]
         keep_table = self._compiled.keep[index]
         cache = self._caches[index]
-        computed, reused, refreshed = self._counters.computed, self._counters.reused, self._counters.refreshed
+        macs = self._macs[index]
+        counters = self._counters
+        computed, reused, refreshed, skipped = counters.computed, counters.reused, counters.refreshed, counters.macs_skipped
         last_evaluation = self._last_evaluation
         key = self.components[index].key
 
@@ -169,29 +266,41 @@ class CacheHandle:
                 if not compute_table[step]:
                     entry = cache.get(branch)
                     if entry is not None and entry[0] == signature:
+                        _, output, version = entry
+                        if version is not None and _version_of(output) != version:
+                            raise GenerationError(
+                                f"the model modified the output of {key!r} in place after it was cached; "
+                                "caching it would return a changed value; this model needs an adapter that "
+                                "caches another call"
+                            )
                         reused[index] += 1
+                        skipped[index] += macs.get(signature, 0)
                         if not keep_table[step]:
                             del cache[branch]
-                        return entry[1]
+                        return output
                     refreshed[index] += 1
                 computed[index] += 1
-                output = original(*args, **kwargs)
                 if keep_table[step]:
-                    cache[branch] = (signature, output)
-                else:
-                    cache.pop(branch, None)
-                return output
+                    if signature not in macs:
+                        output, macs[signature] = measure_macs(original, args, kwargs)
+                    else:
+                        output = original(*args, **kwargs)
+                    cache[branch] = (signature, output, _version_of(output))
+                    return output
+                cache.pop(branch, None)
+                return original(*args, **kwargs)
 
             return gate
 
         return make_gate
 
-    # -- public -----------------------------------------------------------------------------
     def stats(self) -> dict[str, Any]:
         """Counts since the last reset: component calls computed and reused, per kind and per stack.
 
         ``refreshed`` counts scheduled reuses that computed because the cached value did not fit
         (another batch size, dtype or device) or did not exist; they are included in ``computed``.
+        ``macs_skipped`` is what the reused calls would have cost (measured once per input shape).
+        ``cache_bytes`` is the memory the cache holds now.
         """
         counters = self._counters
         by_kind: dict[str, dict[str, int]] = {}
@@ -204,42 +313,36 @@ class CacheHandle:
             "computed": sum(counters.computed),
             "reused": sum(counters.reused),
             "refreshed": sum(counters.refreshed),
+            "macs_skipped": sum(counters.macs_skipped),
             "evaluations": self._tracker.evaluations,
             "generations": self._tracker.generations,
             "cache_entries": sum(len(cache) for cache in self._caches),
+            "cache_bytes": self._cache_bytes(),
             "by_kind": by_kind,
         }
+
+    def _cache_bytes(self) -> int:
+        total = 0
+        for cache in self._caches:
+            for _, output, _ in cache.values():
+                tensor = first_tensor(output)
+                if tensor is not None:
+                    total += tensor.numel() * tensor.element_size()
+        return total
 
     def reset(self) -> None:
         """Start a new generation at the next evaluation, drop cached values and zero the counts."""
         self._tracker.reset(clear_counts=True)
         self._last_evaluation[:] = [0] * len(self._last_evaluation)
-        for cache in self._caches:
-            cache.clear()
+        self._release()
         self._counters.clear()
 
-    @property
-    def active(self) -> bool:
-        return self._active
-
-    def unwrap(self) -> nn.Module:
-        """Restore every original forward and hook exactly; return the model."""
-        if not self._active:
-            return self.model
-        try:
-            self._uninstall_all()
-        finally:
-            for cache in self._caches:
-                cache.clear()
-            self._active = False
-            _WRAPPED_MODELS.pop(self.model, None)
-        return self.model
+    def _release(self) -> None:
+        for cache in self._caches:
+            cache.clear()
 
     def __enter__(self) -> CacheHandle:
         return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.unwrap()
 
     def __repr__(self) -> str:
         steps = self.schedule.steps if self.schedule else "all-compute"
@@ -274,22 +377,7 @@ def check_schedule_provenance(schedule: Schedule, adapter: ModelAdapter, model: 
 
 def attach(model: nn.Module, adapter: ModelAdapter, schedule: Schedule | None) -> CacheHandle:
     """Wrap ``model`` with ``adapter``'s components; nothing is changed if anything fails."""
-    if not isinstance(model, nn.Module):
-        raise WrapError(f"expected a torch.nn.Module (e.g. pipe.transformer), got {type(model).__name__}")
-    if model in _WRAPPED_MODELS:
-        raise WrapError("this model is already wrapped by smoothcache; call unwrap() on its handle first")
-    components = adapter.components(model)
-    if not components:
-        raise AdapterError(f"adapter {adapter.name!r} found no cacheable components in {type(model).__name__}")
-    keys = [c.key for c in components]
-    duplicates = sorted({key for key in keys if keys.count(key) > 1})
-    if duplicates:
-        raise AdapterError(f"adapter {adapter.name!r} gave duplicate component keys {duplicates}")
-    modules = [c.module for c in components if c.module is not None]
-    if len({id(m) for m in modules}) != len(modules):
-        raise AdapterError(f"adapter {adapter.name!r} lists one module as two components; each needs its own")
-    if any(module in _GATED_MODULES for module in modules):
-        raise WrapError("a component of this model is already wrapped (through another model); unwrap that first")
+    components = check_components(model, adapter)
     if schedule is not None:
         check_schedule_provenance(schedule, adapter, model)
     handle = CacheHandle(model, adapter, components, schedule)
@@ -298,6 +386,6 @@ def attach(model: nn.Module, adapter: ModelAdapter, schedule: Schedule | None) -
     return handle
 
 
-def handle_of(model: nn.Module) -> CacheHandle | None:
-    """The active handle wrapping ``model``, if any."""
-    return _WRAPPED_MODELS.get(model)
+def handle_of(model: nn.Module) -> Attachment | None:
+    """The active handle (or calibration recorder) attached to ``model``, if any."""
+    return _ATTACHED_MODELS.get(model)

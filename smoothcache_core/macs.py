@@ -10,10 +10,23 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Callable, Mapping, Sequence
 
+import torch
+from torch.utils import flop_counter as torch_flop_counter
 from torch.utils.flop_counter import FlopCounterMode
 
 from .adapter import Component, GateFactory
 from .schedule import CompiledSchedule
+
+
+def _attention_flops(query_shape, key_shape, value_shape, *args: Any, out_shape: Any = None, **kwargs: Any) -> int:
+    return torch_flop_counter.sdpa_flop_count(query_shape, key_shape, value_shape)
+
+
+def flop_counter() -> FlopCounterMode:
+    """A silent flop counter that also counts the CPU flash-attention kernel, as on CUDA."""
+    cpu_attention = getattr(torch.ops.aten, "_scaled_dot_product_flash_attention_for_cpu", None)
+    custom = {cpu_attention: _attention_flops} if cpu_attention is not None else {}
+    return FlopCounterMode(display=False, custom_mapping=custom)
 
 
 @dataclass(frozen=True)
@@ -73,7 +86,7 @@ class MacReport:
 def count_macs(components: Sequence[Component], evaluate: Callable[[], Any]) -> MacCount:
     """Run ``evaluate`` (one model evaluation) once and count MACs in total and per component."""
     per_component = {component.key: 0 for component in components}
-    counter = FlopCounterMode(display=False)
+    counter = flop_counter()
 
     def counting(key: str) -> GateFactory:
         def make_gate(original: Callable[..., Any]) -> Callable[..., Any]:
@@ -100,3 +113,16 @@ def count_macs(components: Sequence[Component], evaluate: Callable[[], Any]) -> 
         total=counter.get_total_flops() // 2,
         components={key: flops // 2 for key, flops in per_component.items()},
     )
+
+
+def measure_macs(function: Callable[..., Any], args: tuple, kwargs: dict) -> tuple[Any, int]:
+    """Call ``function`` once under a flop counter: its output and the MACs it cost.
+
+    Used once per component and input shape; returns 0 MACs while ``torch.compile`` traces.
+    """
+    if torch.compiler.is_compiling():
+        return function(*args, **kwargs), 0
+    counter = flop_counter()
+    with counter:
+        output = function(*args, **kwargs)
+    return output, counter.get_total_flops() // 2

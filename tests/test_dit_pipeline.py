@@ -187,3 +187,57 @@ def test_wrap_accepts_the_pipeline_and_schedule_objects(dit_pipe, tmp_path):
         assert handle.schedule == schedule
         generate(dit_pipe, 0)
         assert handle.stats()["reused"] == (zeros(ATTN) + zeros(FF)) * LAYERS
+
+
+def test_stats_report_skipped_macs_and_cache_memory(dit_pipe):
+    transformer = dit_pipe.transformer
+    with smoothcache.wrap(transformer, schedule={"attn1": ATTN, "ff": FF}) as handle:
+        generate(dit_pipe, 0)
+        stats = handle.stats()
+        # one reuse of attn1 at step 1 is held from step 0 until served: check the peak mid-run
+        handle.reset()
+        transformer(torch.randn(4, 4, 8, 8), timestep=torch.tensor([999] * 4), class_labels=torch.tensor([1, 2, 1000, 1000]))
+        held = handle.stats()
+    tokens, width = 16, 32  # 8x8 latent, patch 2; 2 heads x 16
+    attn_macs = 4 * tokens * (4 * width * width) + 2 * 4 * 2 * tokens * tokens * 16  # projections + scores/values
+    ff_macs = 4 * tokens * (width * 4 * width * 2)  # tanh-GELU MLP, 4x wide
+    assert stats["macs_skipped"] == LAYERS * (zeros(ATTN) * attn_macs + zeros(FF) * ff_macs)
+    assert held["cache_entries"] == LAYERS  # attn1 is reused at step 1, ff is not
+    assert held["cache_bytes"] == LAYERS * 4 * tokens * width * 4
+    handle.reset()
+    assert handle.stats()["cache_bytes"] == 0
+
+
+class _InPlaceModel(torch.nn.Module):
+    """Scales a sub-module's output in place, as some research code does."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.proj = torch.nn.Linear(4, 4)
+
+    def forward(self, x, t):
+        out = self.proj(x)
+        out.mul_(0.5)
+        return x + out
+
+
+class _InPlaceAdapter:
+    name = "in-place"
+
+    def matches(self, model):
+        return isinstance(model, _InPlaceModel)
+
+    def components(self, model):
+        return [smoothcache.Component.of_module(model.proj, key="proj", kind="ffn", name="proj", block_kind="blocks", index=0)]
+
+    def step_source(self, model):
+        return smoothcache.ForwardArgument("t", 1)
+
+
+def test_in_place_modification_of_a_cached_output_is_an_error():
+    """A model that edits a sub-module's output in place would corrupt the cache: refused loudly."""
+    model = _InPlaceModel()
+    with smoothcache.wrap(model, adapter=_InPlaceAdapter(), schedule={"proj": [1, 0, 1]}), torch.no_grad():
+        model(torch.randn(2, 4), torch.tensor(900))
+        with pytest.raises(GenerationError, match="modified the output of 'proj' in place"):
+            model(torch.randn(2, 4), torch.tensor(500))
