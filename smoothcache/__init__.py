@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import os
 from importlib import metadata
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 from torch import nn
 
@@ -22,15 +22,22 @@ from smoothcache.plugins import hookimpl, registry
 from smoothcache_core import (
     AdapterError,
     CacheHandle,
+    CalibrationError,
     Component,
+    ErrorProfile,
     ForwardArgument,
     GenerationError,
+    MacReport,
     ModelAdapter,
+    ProfileError,
     Schedule,
     ScheduleError,
     SmoothCacheError,
     WrapError,
     attach,
+    check_components,
+    count_macs,
+    record,
 )
 
 try:
@@ -41,16 +48,22 @@ except metadata.PackageNotFoundError:  # running from a source tree that was nev
 __all__ = [
     "AdapterError",
     "CacheHandle",
+    "CalibrationError",
     "Component",
+    "ErrorProfile",
     "ForwardArgument",
     "GenerationError",
+    "MacReport",
     "ModelAdapter",
+    "ProfileError",
     "Schedule",
     "ScheduleError",
     "SmoothCacheError",
     "WrapError",
     "adapters",
+    "calibrate",
     "hookimpl",
+    "mac_report",
     "register_plugin",
     "resolve_adapter",
     "wrap",
@@ -119,3 +132,40 @@ def wrap(
     module = _as_model(model)
     parsed = _as_schedule(schedule)
     return attach(module, resolve_adapter(module, adapter), parsed)
+
+
+def calibrate(
+    model: nn.Module | Any,
+    run: Callable[[], Any],
+    adapter: str | ModelAdapter | None = None,
+    lookahead: int = 3,
+    solver: str | None = None,
+) -> ErrorProfile:
+    """Measure how much every component's output changes between steps while ``run()`` generates.
+
+    ``run`` performs one or more generations with the model (e.g. ``lambda: pipe(prompts)``);
+    every generation adds its samples. Errors are per sample, for lags ``1..lookahead``. The model
+    is unwrapped afterwards, also when ``run`` raises or is interrupted. ``solver`` names the
+    sampler for the profile's provenance (taken from ``pipe.scheduler`` when a pipeline is given).
+    """
+    module = _as_model(model)
+    if solver is None and getattr(model, "scheduler", None) is not None:
+        solver = type(model.scheduler).__name__
+    return record(module, resolve_adapter(module, adapter), run, lookahead, solver)
+
+
+def mac_report(
+    model: nn.Module | Any,
+    schedule: Schedule | Mapping | str | os.PathLike,
+    evaluate: Callable[[], Any],
+    adapter: str | ModelAdapter | None = None,
+) -> MacReport:
+    """MACs of ``schedule`` on ``model``: without cache, with it, the fraction and the ideal speedup.
+
+    ``evaluate`` runs one model evaluation (meta-device tensors make this free for large models).
+    """
+    module = _as_model(model)
+    chosen = resolve_adapter(module, adapter)
+    parsed = _as_schedule(schedule)
+    components = check_components(module, chosen)
+    return count_macs(components, evaluate).for_schedule(parsed.compile(components), components)

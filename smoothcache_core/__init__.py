@@ -1,14 +1,43 @@
 """smoothcache_core: the modality-agnostic engine (imports torch, safetensors and einops only)."""
 
-from .adapter import Component, ForwardArgument, ModelAdapter, StepSource, class_names, install_on_forward
-from .engine import CacheHandle, attach, handle_of, model_fingerprint
-from .errors import AdapterError, GenerationError, ScheduleError, SmoothCacheError, WrapError
+from .adapter import (
+    Component,
+    ComponentSpec,
+    ForwardArgument,
+    ModelAdapter,
+    StepSource,
+    class_names,
+    install_on_forward,
+)
+from .engine import Attachment, CacheHandle, attach, check_components, handle_of, model_fingerprint
+from .errors import (
+    AdapterError,
+    CalibrationError,
+    GenerationError,
+    ProfileError,
+    ScheduleError,
+    SmoothCacheError,
+    WrapError,
+)
+from .macs import MacCount, MacReport, count_macs
+from .profile import ErrorProfile
+from .recorder import record
 from .schedule import CompiledSchedule, Schedule
 from .tracker import StepTracker
 
 __all__ = [
     "AdapterError",
+    "Attachment",
     "CacheHandle",
+    "CalibrationError",
+    "ComponentSpec",
+    "ErrorProfile",
+    "MacCount",
+    "MacReport",
+    "ProfileError",
+    "check_components",
+    "count_macs",
+    "record",
     "CompiledSchedule",
     "Component",
     "ForwardArgument",

@@ -21,3 +21,11 @@ class WrapError(SmoothCacheError, RuntimeError):
 
 class GenerationError(SmoothCacheError, RuntimeError):
     """A generation does not fit the schedule or the component calls are not what caching assumes."""
+
+
+class CalibrationError(SmoothCacheError, RuntimeError):
+    """Calibration could not produce a profile (no generation, mixed step counts, NaN outputs, ...)."""
+
+
+class ProfileError(SmoothCacheError, ValueError):
+    """An error profile that is corrupt, or profiles that cannot be combined."""

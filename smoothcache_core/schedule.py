@@ -16,30 +16,31 @@ and the bare attribute name (``attn``, every stack). Components no key resolves 
 from __future__ import annotations
 
 import json
+import math
 import os
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 
-from .adapter import Component
+from .adapter import ComponentSpec
 from .errors import ScheduleError
 
 FORMAT = "smoothcache.schedule"
 VERSION = 1
 
 
-def type_key(component: Component, single_stack: bool) -> str:
+def type_key(component: ComponentSpec, single_stack: bool) -> str:
     """The key shared by one component type across the blocks of a stack (``attn1``, ``spatial.attn``)."""
     return component.name if single_stack else f"{component.block_kind}.{component.name}"
 
 
-def has_single_stack(components: Sequence[Component]) -> bool:
+def has_single_stack(components: Sequence[ComponentSpec]) -> bool:
     """Whether all blocks belong to one stack, so types need no stack prefix."""
     return len({c.block_kind for c in components}) <= 1
 
 
-def lookup_keys(components: Sequence[Component]) -> list[tuple[str, ...]]:
+def lookup_keys(components: Sequence[ComponentSpec]) -> list[tuple[str, ...]]:
     """For every component, the table keys that select it, most specific first."""
     single = has_single_stack(components)
     result = []
@@ -160,7 +161,32 @@ class Schedule:
         table = [1 if i % interval == 0 or i == steps - 1 else 0 for i in range(steps)]
         return cls({key: table for key in keys}, {"method": f"fora-{interval}", "steps": steps})
 
-    def compile(self, components: Sequence[Component]) -> CompiledSchedule:
+    def resample(self, num_steps: int) -> Schedule:
+        """This schedule mapped to ``num_steps`` model evaluations.
+
+        Rule: new step ``j`` takes the decision of the old step at the same relative position,
+        ``round(j * (old - 1) / (new - 1))``; the first and last steps compute; and no run of
+        reuses becomes longer than the longest run in the original list (a compute is inserted), so
+        a value is never reused further than calibration measured.
+        """
+        if not isinstance(num_steps, int) or num_steps < 1:
+            raise ScheduleError(f"num_steps must be a positive integer, got {num_steps!r}")
+        old = self.steps
+        tables = {}
+        for key, table in self.tables.items():
+            longest = max((len(run) for run in "".join(map(str, table)).split("1")), default=0)
+            mapped = [table[math.floor(j * (old - 1) / max(num_steps - 1, 1) + 0.5)] for j in range(num_steps)]
+            mapped[0] = mapped[-1] = 1
+            run = 0
+            for j, value in enumerate(mapped):
+                run = run + 1 if value == 0 else 0
+                if run > longest:
+                    mapped[j], run = 1, 0
+            tables[key] = mapped
+        provenance = {**self.provenance, "steps": num_steps, "resampled_from": old}
+        return Schedule(tables, provenance)
+
+    def compile(self, components: Sequence[ComponentSpec]) -> CompiledSchedule:
         """Resolve tables against ``components``; unknown keys are an error listing what exists."""
         candidates = lookup_keys(components)
         used: set[str] = set()

@@ -1,0 +1,392 @@
+"""Error profiles: the calibration's per-sample error statistics, kept instead of thrown away.
+
+A profile holds, per (component, lag, step), the sum, the sum of squares and the count of the
+per-sample relative L1 errors, so profiles from several runs or processes merge exactly (the sums
+add up). Schedules are derived from it without running the model again. Stored as safetensors with
+JSON metadata; loading never unpickles anything.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load as load_safetensors
+from safetensors.torch import save as save_safetensors
+
+from .adapter import ComponentSpec
+from .errors import ProfileError, ScheduleError
+from .macs import MacCount, MacReport
+from .planning import estimated_error, greedy_scan, optimal_counts, plan_curve
+from .schedule import Schedule, has_single_stack, type_key, write_bytes_atomic
+
+FORMAT = "smoothcache.profile"
+VERSION = 1
+_METADATA_KEY = "smoothcache"
+#: Metadata that must agree for two profiles to merge.
+_IDENTITY = ("adapter", "model_class", "config_fingerprint")
+
+
+def _library_version() -> str:
+    from importlib import metadata
+
+    try:
+        return metadata.version("smoothcache")
+    except metadata.PackageNotFoundError:
+        return "unknown"
+
+
+@dataclass(frozen=True)
+class ErrorProfile:
+    """Per-sample relative L1 error statistics of every component, per lag and step."""
+
+    components: tuple[ComponentSpec, ...]
+    sums: torch.Tensor  # float64 [components, lags, steps]
+    sums_sq: torch.Tensor  # float64 [components, lags, steps]
+    counts: torch.Tensor  # int64 [components, lags, steps]
+    macs: tuple[int, ...]  # MACs of one call of each component (calibration batch)
+    evaluation_macs: int  # MACs of one whole model evaluation (calibration batch)
+    metadata: Mapping[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        shape = tuple(self.sums.shape)
+        if len(shape) != 3 or shape[0] != len(self.components) or shape[1] < 1 or shape[2] < 2:
+            raise ProfileError(f"profile tensors have shape {shape}; expected [components={len(self.components)}, lags, steps>=2]")
+        if tuple(self.sums_sq.shape) != shape or tuple(self.counts.shape) != shape:
+            raise ProfileError("profile sums, squares and counts differ in shape; the file is corrupt")
+        if len(self.macs) != len(self.components):
+            raise ProfileError("profile has a MAC count per component missing; the file is corrupt")
+        if bool((self.counts < 0).any()) or not bool(torch.isfinite(self.sums).all() and torch.isfinite(self.sums_sq).all()):
+            raise ProfileError("profile holds negative counts or non-finite sums; the file is corrupt")
+        keys = [c.key for c in self.components]
+        if len(set(keys)) != len(keys):
+            raise ProfileError("profile lists a component twice; the file is corrupt")
+
+    # -- statistics -----------------------------------------------------------------------------
+    @property
+    def steps(self) -> int:
+        return int(self.sums.shape[2])
+
+    @property
+    def lookahead(self) -> int:
+        return int(self.sums.shape[1])
+
+    @property
+    def mean(self) -> torch.Tensor:
+        """Mean error per (component, lag, step); NaN where nothing was measured."""
+        counts = self.counts.double()
+        return torch.where(counts > 0, self.sums / counts.clamp_min(1), torch.full_like(self.sums, math.nan))
+
+    @property
+    def std(self) -> torch.Tensor:
+        """Sample standard deviation per (component, lag, step); NaN below two samples."""
+        counts = self.counts.double()
+        variance = (self.sums_sq - self.sums.square() / counts.clamp_min(1)) / (counts - 1).clamp_min(1)
+        return torch.where(counts > 1, variance.clamp_min(0).sqrt(), torch.full_like(self.sums, math.nan))
+
+    @property
+    def samples(self) -> int:
+        """Per-sample errors measured at step 0, lag 1 (calibration samples x CFG rows, per component)."""
+        return int(self.counts[:, 0, 0].max())
+
+    # -- files ----------------------------------------------------------------------------------
+    def _header(self) -> dict[str, Any]:
+        return {
+            "format": FORMAT,
+            "version": VERSION,
+            **dict(self.metadata),
+            "steps": self.steps,
+            "lookahead": self.lookahead,
+            "evaluation_macs": self.evaluation_macs,
+            "components": [[c.key, c.kind, c.name, c.block_kind, c.index] for c in self.components],
+            "created_by": f"smoothcache {_library_version()}",
+        }
+
+    def to_bytes(self) -> bytes:
+        tensors = {
+            "sum": self.sums.double().contiguous(),
+            "sum_sq": self.sums_sq.double().contiguous(),
+            "count": self.counts.long().contiguous(),
+            "mean": self.mean.contiguous(),
+            "std": self.std.contiguous(),
+            "macs": torch.tensor(self.macs, dtype=torch.int64),
+        }
+        return save_safetensors(tensors, metadata={_METADATA_KEY: json.dumps(self._header())})
+
+    def save(self, path: str | os.PathLike) -> None:
+        """Write safetensors atomically (temporary file, then rename)."""
+        write_bytes_atomic(Path(path), self.to_bytes())
+
+    @classmethod
+    def from_bytes(cls, data: bytes, origin: str = "profile") -> ErrorProfile:
+        try:
+            tensors = load_safetensors(data)
+            with_metadata = _read_metadata(data)
+        except (SafetensorError, ValueError, OSError) as error:
+            raise ProfileError(f"{origin} is not a valid safetensors profile ({error}); recalibrate or fix the file") from error
+        try:
+            header = json.loads(with_metadata[_METADATA_KEY])
+            if header.get("format") != FORMAT or header.get("version") != VERSION:
+                raise ProfileError(f"{origin} is not a smoothcache profile of format version {VERSION}")
+            components = tuple(ComponentSpec(str(k), str(kind), str(n), str(b), int(i)) for k, kind, n, b, i in header["components"])
+            metadata = {key: header[key] for key in ("adapter", "model_class", "config_fingerprint", "solver", "generations") if key in header}
+            return cls(
+                components=components,
+                sums=tensors["sum"].double(),
+                sums_sq=tensors["sum_sq"].double(),
+                counts=tensors["count"].long(),
+                macs=tuple(int(v) for v in tensors["macs"].tolist()),
+                evaluation_macs=int(header["evaluation_macs"]),
+                metadata=metadata,
+            )
+        except ProfileError:
+            raise
+        except (KeyError, TypeError, ValueError, json.JSONDecodeError) as error:
+            raise ProfileError(f"{origin} has missing or malformed fields ({error!r}); recalibrate or fix the file") from error
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> ErrorProfile:
+        """Load a profile written by :meth:`save` (safetensors; never unpickles)."""
+        try:
+            data = Path(path).read_bytes()
+        except OSError as error:
+            raise ProfileError(f"cannot read profile {str(path)!r}: {error.strerror or error}") from error
+        return cls.from_bytes(data, origin=f"profile {str(path)!r}")
+
+    # -- combining ------------------------------------------------------------------------------
+    def merge(self, other: ErrorProfile) -> ErrorProfile:
+        """The profile of both calibrations together (sums, squares and counts add up)."""
+        differences = [key for key in _IDENTITY if self.metadata.get(key) != other.metadata.get(key)]
+        if self.components != other.components:
+            differences.append("components")
+        if (self.steps, self.lookahead) != (other.steps, other.lookahead):
+            differences.append(f"steps/lookahead ({self.steps}/{self.lookahead} vs {other.steps}/{other.lookahead})")
+        solvers = {self.metadata.get("solver"), other.metadata.get("solver")} - {None}
+        if len(solvers) > 1:
+            differences.append(f"solver ({sorted(solvers)})")
+        if differences:
+            raise ProfileError(f"cannot merge profiles that differ in {', '.join(differences)}; calibrate the same model and sampler")
+        metadata = dict(self.metadata)
+        metadata["generations"] = int(self.metadata.get("generations", 0)) + int(other.metadata.get("generations", 0))
+        metadata["solver"] = next(iter(solvers), None)
+        return ErrorProfile(
+            self.components,
+            self.sums + other.sums,
+            self.sums_sq + other.sums_sq,
+            self.counts + other.counts,
+            self.macs,
+            self.evaluation_macs,
+            metadata,
+        )
+
+    __add__ = merge
+
+    # -- schedules ------------------------------------------------------------------------------
+    def curves(self, granularity: str = "type", lookahead: int | None = None) -> tuple[list[str], list[np.ndarray], list[list[int]]]:
+        """Keys, mean error curves ``[lag, step]`` and member component indices per schedule list.
+
+        ``type``: one curve per component type (per stack), the mean over its blocks, as the paper
+        and the original files; ``block``: one curve per component.
+        """
+        lags = self._lookahead(lookahead)
+        mean = self.mean[:, :lags].numpy()
+        if granularity == "block":
+            return [c.key for c in self.components], [mean[i] for i in range(len(self.components))], [[i] for i in range(len(self.components))]
+        if granularity != "type":
+            raise ScheduleError(f"granularity must be 'type' or 'block', got {granularity!r}")
+        single = has_single_stack(self.components)
+        groups: dict[str, list[int]] = {}
+        for index, component in enumerate(self.components):
+            groups.setdefault(type_key(component, single), []).append(index)
+        curves = []
+        for members in groups.values():
+            stacked = mean[members]
+            known = np.isfinite(stacked)
+            total = np.where(known, stacked, 0.0).sum(axis=0)
+            count = known.sum(axis=0)
+            curves.append(np.where(count > 0, total / np.maximum(count, 1), np.nan))
+        return list(groups), curves, list(groups.values())
+
+    def _lookahead(self, lookahead: int | None) -> int:
+        if lookahead is None:
+            return self.lookahead
+        if not 1 <= lookahead <= self.lookahead:
+            raise ScheduleError(f"lookahead must be between 1 and the profile's {self.lookahead}, got {lookahead}")
+        return lookahead
+
+    def mac_count(self) -> MacCount:
+        """MACs of one evaluation and of each component call, as measured during calibration."""
+        return MacCount(self.evaluation_macs, {c.key: m for c, m in zip(self.components, self.macs)})
+
+    def mac_report(self, schedule: Schedule) -> MacReport:
+        """Total MACs without cache and with ``schedule``, the fraction kept and the ideal speedup."""
+        if schedule.steps != self.steps:
+            raise ScheduleError(f"the schedule has {schedule.steps} steps but the profile {self.steps}; resample it first")
+        return self.mac_count().for_schedule(schedule.compile(self.components), self.components)
+
+    def schedule(
+        self,
+        alpha: float | None = None,
+        *,
+        speedup: float | None = None,
+        macs: float | None = None,
+        granularity: str = "type",
+        method: str = "greedy",
+        lookahead: int | None = None,
+    ) -> Schedule:
+        """A schedule from this profile, without running the model.
+
+        ``method="greedy"`` is the paper's k-lookahead scan at threshold ``alpha``, or at the
+        smallest α that meets ``macs`` (fraction of MACs kept) or ``speedup`` (ideal, = 1 / macs),
+        found by bisection over the finitely many α where the schedule changes.
+
+        ``method="optimal"`` minimises the total estimated error (the sum, over reused steps and
+        components, of the mean error of the value reused) subject to the MAC budget: for each
+        curve a dynamic program over steps gives the least error for every number of computes,
+        and an exact knapsack over the curves (grouped by equal MAC cost) spends the budget where
+        it removes the most error.
+        """
+        targets = [name for name, value in (("alpha", alpha), ("speedup", speedup), ("macs", macs)) if value is not None]
+        if len(targets) != 1:
+            raise ScheduleError(f"give exactly one of alpha, speedup or macs (got {targets or 'none'})")
+        if speedup is not None:
+            if not speedup >= 1:
+                raise ScheduleError(f"speedup must be >= 1, got {speedup}")
+            macs = 1.0 / speedup
+        if macs is not None and not 0 < macs <= 1:
+            raise ScheduleError(f"macs is the fraction of MACs to keep, in (0, 1]; got {macs}")
+        keys, curves, members = self.curves(granularity, lookahead)
+        group_macs = [sum(self.macs[i] for i in group) for group in members]
+        if method == "greedy":
+            if alpha is not None:
+                if not (isinstance(alpha, (int, float)) and math.isfinite(alpha) and alpha >= 0):
+                    raise ScheduleError(f"alpha must be a finite number >= 0, got {alpha!r}")
+                tables = [greedy_scan(curve, alpha) for curve in curves]
+            else:
+                alpha, tables = self._greedy_for_target(curves, group_macs, macs)
+        elif method == "optimal":
+            if alpha is not None:
+                raise ScheduleError("method='optimal' spends a MAC budget: give macs= or speedup=, not alpha")
+            tables = self._optimal(curves, group_macs, [len(m) for m in members], macs)
+        else:
+            raise ScheduleError(f"method must be 'greedy' or 'optimal', got {method!r}")
+        fraction = self._fraction(tables, group_macs)
+        error = sum(len(m) * estimated_error(curve, table) for curve, table, m in zip(curves, tables, members))
+        provenance = {
+            **{key: self.metadata.get(key) for key in ("adapter", "model_class", "config_fingerprint", "solver")},
+            "steps": self.steps,
+            "lookahead": lookahead or self.lookahead,
+            "granularity": granularity,
+            "method": method,
+            "alpha": alpha,
+            "target_macs": macs,
+            "mac_fraction": fraction,
+            "ideal_speedup": 1.0 / fraction,
+            "estimated_error": error,
+            "calibration_generations": self.metadata.get("generations"),
+            "created_by": f"smoothcache {_library_version()}",
+        }
+        return Schedule(dict(zip(keys, tables)), provenance)
+
+    def _fraction(self, tables: Sequence[list[int]], group_macs: Sequence[int]) -> float:
+        total = self.evaluation_macs * self.steps
+        if total <= 0:
+            raise ScheduleError("the profile has no MAC counts; recalibrate to derive schedules by compute")
+        skipped = sum(m * table.count(0) for m, table in zip(group_macs, tables))
+        return (total - skipped) / total
+
+    def _greedy_for_target(self, curves: list[np.ndarray], group_macs: list[int], target: float) -> tuple[float, list[list[int]]]:
+        values = np.concatenate([curve[np.isfinite(curve)].ravel() for curve in curves] + [np.zeros(1)])
+        candidates = np.unique(values)
+
+        def tables_at(index: int) -> list[list[int]]:
+            return [greedy_scan(curve, float(candidates[index])) for curve in curves]
+
+        most = tables_at(len(candidates) - 1)
+        if self._fraction(most, group_macs) > target:
+            raise ScheduleError(
+                f"no α reaches a MAC fraction of {target:.3f} with lookahead {curves[0].shape[0]}: the most "
+                f"reuse keeps {self._fraction(most, group_macs):.3f}; calibrate with a larger lookahead"
+            )
+        low, high = 0, len(candidates) - 1  # invariant: the schedule at `high` meets the target
+        while low < high:
+            middle = (low + high) // 2
+            if self._fraction(tables_at(middle), group_macs) <= target:
+                high = middle
+            else:
+                low = middle + 1
+        return float(candidates[high]), tables_at(high)
+
+    def _optimal(self, curves: list[np.ndarray], group_macs: list[int], weights: list[int], target: float) -> list[list[int]]:
+        steps, total = self.steps, self.evaluation_macs * self.steps
+        if total <= 0:
+            raise ScheduleError("the profile has no MAC counts; recalibrate to derive schedules by compute")
+        fixed = total - steps * sum(group_macs)  # MACs outside every cached component
+        budget = math.floor(target * total * (1 + 1e-12)) - fixed  # a fraction computed from integers maps back exactly
+        plans = [plan_curve(curve) for curve in curves]
+        counts = optimal_counts(plans, group_macs, [float(w) for w in weights], budget)
+        if counts is None:
+            fewest = [int(np.flatnonzero(np.isfinite(plan.error))[0]) for plan in plans]
+            least = (fixed + sum(m * n for m, n in zip(group_macs, fewest))) / total
+            raise ScheduleError(
+                f"no schedule keeps only {target:.3f} of the MACs with lookahead {curves[0].shape[0]}: the most "
+                f"reuse keeps {least:.3f}; calibrate with a larger lookahead"
+            )
+        return [plan.table(count) for plan, count in zip(plans, counts)]
+
+    # -- plots ----------------------------------------------------------------------------------
+    def plot(self, path: str | os.PathLike) -> None:
+        """A PNG of the error curves by component type: one panel per type, one line per lag, 95 % CI bands."""
+        try:
+            import matplotlib
+
+            matplotlib.use("Agg")
+            import matplotlib.pyplot as plt
+        except ImportError as error:
+            raise ImportError("profile.plot needs matplotlib: pip install 'smoothcache[plot]'") from error
+        keys, curves, members = self.curves("type")
+        std = self.std.numpy()
+        counts = self.counts.numpy()
+        figure, axes = plt.subplots(1, len(keys), figsize=(4.2 * len(keys), 3.4), squeeze=False, sharey=True)
+        steps = np.arange(self.steps)
+        for axis, key, curve, group in zip(axes[0], keys, curves, members):
+            for lag in range(self.lookahead):
+                known = np.isfinite(std[group, lag])
+                mean_std = np.where(known, std[group, lag], 0).sum(axis=0) / np.maximum(known.sum(axis=0), 1)
+                spread = mean_std * 1.96 / np.sqrt(np.maximum(counts[group, lag].mean(axis=0), 1))
+                line = axis.plot(steps, curve[lag], label=f"lag {lag + 1}")[0]
+                axis.fill_between(steps, curve[lag] - spread, curve[lag] + spread, color=line.get_color(), alpha=0.25)
+            axis.set_title(f"{key} ({len(group)} blocks)")
+            axis.set_xlabel("step")
+            axis.set_yscale("log")
+            axis.grid(alpha=0.3)
+        axes[0][0].set_ylabel("relative L1 error")
+        axes[0][-1].legend()
+        figure.suptitle(f"{self.metadata.get('model_class', '')}: error of reusing step i at step i+lag")
+        figure.tight_layout()
+        output = Path(path)
+        temporary = output.with_name(f".{output.name}.tmp.png")
+        figure.savefig(temporary, dpi=110)
+        plt.close(figure)
+        os.replace(temporary, output)
+
+
+def _read_metadata(data: bytes) -> dict[str, str]:
+    """The string metadata of a safetensors buffer (header: 8-byte length, then JSON)."""
+    if len(data) < 8:
+        raise ValueError("file too short")
+    length = int.from_bytes(data[:8], "little")
+    if length > len(data) - 8:
+        raise ValueError("header length exceeds file size")
+    header = json.loads(data[8 : 8 + length])
+    metadata = header.get("__metadata__")
+    if not isinstance(metadata, dict) or _METADATA_KEY not in metadata:
+        raise ValueError("no smoothcache metadata")
+    return metadata
