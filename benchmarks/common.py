@@ -38,6 +38,11 @@ def median(values: list[float]) -> float:
     return statistics.median(values)
 
 
+def paired_ratio(times: Mapping[str, list[float]], numerator: str, denominator: str) -> float:
+    """Median over rounds of numerator/denominator measured in the same round (robust to drift)."""
+    return statistics.median(a / b for a, b in zip(times[numerator], times[denominator]))
+
+
 def machine() -> dict[str, Any]:
     """What the numbers were measured on."""
     info = {

@@ -1,7 +1,7 @@
 """Engine overhead and speedup vs the MAC-ideal on a medium diffusers DiT (CPU or GPU).
 
-Variants, interleaved in one process, median over rounds of one full denoising loop (DDIM, CFG as
-one batch of 2) of a DiTTransformer2DModel with 8 layers, width 256, 32x32 latent, patch 2:
+Variants, interleaved in one process; ratios are medians over rounds of the ratio measured within
+each round (robust to the machine drifting), for one full denoising loop (DDIM, CFG as one batch of 2) of a DiTTransformer2DModel with 8 layers, width 256, 32x32 latent, patch 2:
 
 - unwrapped: the plain model;
 - all-compute: wrapped with a schedule that computes everything (the engine's pure overhead);
@@ -19,26 +19,9 @@ import argparse
 import torch
 
 import smoothcache
-from benchmarks.common import interleaved_times, median, print_table, write_results
-from smoothcache.reference.pipelines import dit_transformer
+from benchmarks.common import interleaved_times, median, paired_ratio, print_table, write_results
+from smoothcache.reference.pipelines import dit_transformer, sample_dit
 from smoothcache_core.macs import count_macs
-
-
-def denoise(transformer, steps: int, seed: int = 0, scale: float = 4.0) -> torch.Tensor:
-    """DDIM with classifier-free guidance in one batch (cond, uncond), as DiTPipeline does."""
-    from diffusers import DDIMScheduler
-
-    scheduler = DDIMScheduler()
-    scheduler.set_timesteps(steps)
-    side = transformer.config.sample_size
-    device = transformer.device
-    latents = torch.randn(1, 4, side, side, generator=torch.Generator().manual_seed(seed)).to(device)
-    labels = torch.tensor([7, 1000], device=device)
-    for t in scheduler.timesteps:
-        out = transformer(torch.cat([latents, latents]), timestep=t.expand(2).to(device), class_labels=labels).sample
-        eps_c, eps_u = out[:, :4].chunk(2)
-        latents = scheduler.step(eps_u + scale * (eps_c - eps_u), t, latents).prev_sample
-    return latents
 
 
 class HandWrittenFora:
@@ -70,6 +53,62 @@ class HandWrittenFora:
             del module.forward
 
 
+class _Chain(torch.nn.Module):
+    """16 identity components called in a row: the engine's cost with nothing to hide it."""
+
+    def __init__(self, count: int = 16) -> None:
+        super().__init__()
+        self.parts = torch.nn.ModuleList(torch.nn.Identity() for _ in range(count))
+
+    def forward(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        for part in self.parts:
+            x = part(x)
+        return x
+
+
+class _ChainAdapter:
+    name = "chain"
+
+    def matches(self, model: torch.nn.Module) -> bool:
+        return isinstance(model, _Chain)
+
+    def components(self, model: _Chain) -> list[smoothcache.Component]:
+        return [
+            smoothcache.Component.of_module(part, key=f"parts.{i}", kind="ffn", name="part", block_kind="parts", index=i)
+            for i, part in enumerate(model.parts)
+        ]
+
+    def step_source(self, model: _Chain) -> smoothcache.ForwardArgument:
+        return smoothcache.ForwardArgument("t", 1)
+
+
+def engine_cost_microseconds(evaluations: int = 2000) -> dict[str, float]:
+    """Engine cost per model evaluation of 16 components, all computing or alternating (microseconds)."""
+    import time
+
+    model, x = _Chain(), torch.zeros(1)
+    timesteps = [torch.tensor(float(evaluations - i)) for i in range(evaluations)]
+
+    def run() -> float:
+        start = time.perf_counter()
+        for t in timesteps:
+            model(x, t)
+        return (time.perf_counter() - start) / evaluations * 1e6
+
+    plain = min(run() for _ in range(5))
+    results = {}
+    for name, schedule in (
+        ("compute", {"part": [1] * evaluations}),
+        ("alternate", smoothcache.Schedule.fora(evaluations, 2, ["part"]).to_dict()),
+    ):
+        with smoothcache.wrap(model, adapter=_ChainAdapter(), schedule=schedule) as handle:
+            results[name] = min((handle.reset(), run())[1] for _ in range(5)) - plain
+    return {
+        "per_evaluation_all_compute_us": results["compute"],
+        "per_evaluation_alternate_us": results["alternate"],
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--rounds", type=int, default=10)
@@ -85,20 +124,20 @@ def main() -> None:
     def wrapped(schedule):
         def run():
             with smoothcache.wrap(transformer, schedule=schedule):
-                denoise(transformer, args.steps)
+                sample_dit(transformer, args.steps)
 
         return run
 
     def hand_written():
         modules = [m for block in transformer.transformer_blocks for m in (block.attn1, block.ff)]
         with HandWrittenFora(modules, args.steps):
-            denoise(transformer, args.steps)
+            sample_dit(transformer, args.steps)
 
     with smoothcache.wrap(transformer, schedule=fora) as handle:  # check both caches agree exactly
-        expected = denoise(transformer, args.steps)
+        expected = sample_dit(transformer, args.steps)
     modules = [m for block in transformer.transformer_blocks for m in (block.attn1, block.ff)]
     with HandWrittenFora(modules, args.steps):
-        assert torch.equal(expected, denoise(transformer, args.steps)), "hand-written cache disagrees"
+        assert torch.equal(expected, sample_dit(transformer, args.steps)), "hand-written cache disagrees"
 
     side = transformer.config.sample_size
     example = (
@@ -111,7 +150,7 @@ def main() -> None:
 
     times = interleaved_times(
         {
-            "unwrapped": lambda: denoise(transformer, args.steps),
+            "unwrapped": lambda: sample_dit(transformer, args.steps),
             "all-compute": wrapped(all_compute),
             "smoothcache fora-2": wrapped(fora),
             "hand-written fora-2": hand_written,
@@ -120,21 +159,24 @@ def main() -> None:
     )
     medians = {name: median(values) for name, values in times.items()}
     base = medians["unwrapped"]
-    speedup = base / medians["smoothcache fora-2"]
+    speedup = 1 / paired_ratio(times, "smoothcache fora-2", "unwrapped")
     results = {
         "model": "DiTTransformer2DModel 8 layers, width 256, 32x32 latent, patch 2, CFG batch 2",
         "steps": args.steps,
         "rounds": args.rounds,
         "device": args.device,
         "median_seconds": medians,
-        "all_compute_over_unwrapped": medians["all-compute"] / base,
+        "all_compute_over_unwrapped": paired_ratio(times, "all-compute", "unwrapped"),
         "fora2_speedup": speedup,
         "fora2_mac_fraction": report.fraction,
         "fora2_ideal_speedup": report.ideal_speedup,
         "fora2_share_of_ideal": speedup / report.ideal_speedup,
-        "smoothcache_over_hand_written": medians["smoothcache fora-2"] / medians["hand-written fora-2"],
+        "smoothcache_over_hand_written": paired_ratio(times, "smoothcache fora-2", "hand-written fora-2"),
         "cached_share_of_macs": macs.cached_share,
+        "engine_cost": engine_cost_microseconds(),
     }
+    evaluation_us = medians["unwrapped"] / args.steps * 1e6
+    results["engine_cost"]["share_of_medium_evaluation"] = results["engine_cost"]["per_evaluation_alternate_us"] / evaluation_us
     print_table(
         ["variant", "median s", "vs unwrapped"],
         [[name, value, value / base] for name, value in medians.items()],
@@ -148,6 +190,8 @@ def main() -> None:
             ["fora-2 MAC-ideal speedup", report.ideal_speedup, ""],
             ["fora-2 share of MAC-ideal", results["fora2_share_of_ideal"], ">= 0.90"],
             ["smoothcache / hand-written", results["smoothcache_over_hand_written"], "<= 1.02"],
+            ["engine cost per evaluation, 16 gates (us)", results["engine_cost"]["per_evaluation_alternate_us"], ""],
+            ["  as a share of one medium evaluation", results["engine_cost"]["share_of_medium_evaluation"], ""],
         ],
     )
     print(f"\nwrote {write_results('overhead', results)}")

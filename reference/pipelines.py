@@ -70,3 +70,23 @@ def dit_pipeline(size: str = "tiny", seed: int = 0):
         sample_size=transformer.config.sample_size * 2,
     ).eval()
     return DiTPipeline(transformer=transformer, vae=vae, scheduler=DDIMScheduler())
+
+
+def sample_dit(transformer, steps: int, label: int = 7, seed: int = 0, guidance: float = 4.0) -> torch.Tensor:
+    """DDIM over a DiT transformer with classifier-free guidance as one batch (cond, uncond), as
+    ``DiTPipeline`` does, without the VAE: the denoising loop that caching accelerates."""
+    from diffusers import DDIMScheduler
+
+    scheduler = DDIMScheduler()
+    scheduler.set_timesteps(steps)
+    side = transformer.config.sample_size
+    device = transformer.device
+    latents = torch.randn(1, 4, side, side, generator=torch.Generator().manual_seed(seed)).to(device)
+    labels = torch.tensor([label, transformer.config.num_embeds_ada_norm], device=device)
+    with torch.no_grad():
+        for t in scheduler.timesteps:
+            timestep = t.expand(2).to(device)
+            out = transformer(torch.cat([latents, latents]), timestep=timestep, class_labels=labels).sample
+            eps_c, eps_u = out[:, :4].chunk(2)
+            latents = scheduler.step(eps_u + guidance * (eps_c - eps_u), t, latents).prev_sample
+    return latents

@@ -367,12 +367,14 @@ def check_schedule_provenance(schedule: Schedule, adapter: ModelAdapter, model: 
             f"the schedule was calibrated on {model_class}, not {type(model).__name__}; its decisions may not fit",
             stacklevel=3,
         )
-    elif schedule.provenance.get("config_fingerprint") not in (None, model_fingerprint(model)):
-        warnings.warn(
-            "the schedule was calibrated on a model of another configuration (config fingerprint differs); "
-            "its decisions may not fit this model",
-            stacklevel=3,
-        )
+    else:
+        fingerprint = schedule.provenance.get("config_fingerprint")
+        if fingerprint is not None and fingerprint != model_fingerprint(model):
+            warnings.warn(
+                "the schedule was calibrated on a model of another configuration (config fingerprint differs); "
+                "its decisions may not fit this model",
+                stacklevel=3,
+            )
 
 
 def attach(model: nn.Module, adapter: ModelAdapter, schedule: Schedule | None) -> CacheHandle:

@@ -104,6 +104,7 @@ class ErrorProfile:
             **dict(self.metadata),
             "steps": self.steps,
             "lookahead": self.lookahead,
+            "samples": self.samples,
             "evaluation_macs": self.evaluation_macs,
             "components": [[c.key, c.kind, c.name, c.block_kind, c.index] for c in self.components],
             "created_by": f"smoothcache {_library_version()}",

@@ -41,10 +41,11 @@ class Recorder(Attachment):
         super().__init__(model, adapter, components)
         self.lookahead = lookahead
         count = len(self.components)
+        #: Per component and branch: the last ``k`` (step, per-sample view, output, version).
         self._history: list[dict[int, deque]] = [{} for _ in range(count)]
+        self._buffers: dict[tuple, torch.Tensor] = {}
         self._capacity = 0
-        self._sums: torch.Tensor | None = None
-        self._sums_sq: torch.Tensor | None = None
+        self._moments: torch.Tensor | None = None  # [sum, sum of squares] x components x lags x steps
         self._norms: torch.Tensor | None = None
         self._counts = np.zeros((count, lookahead, 0), dtype=np.int64)
         self._lengths: list[int] = []
@@ -74,6 +75,7 @@ class Recorder(Attachment):
             self._lengths.append(previous_steps)
         for history in self._history:
             history.clear()
+        self._buffers.clear()
 
     # -- recording ------------------------------------------------------------------------------
     def _gate_factory(self, index: int) -> GateFactory:
@@ -104,48 +106,65 @@ class Recorder(Attachment):
         return make_gate
 
     def _ensure_capacity(self, step: int, device: torch.device) -> None:
-        if self._sums is None:
-            self._sums = torch.zeros(len(self.components), self.lookahead, 0, dtype=torch.float64, device=device)
-            self._sums_sq = torch.zeros_like(self._sums)
+        if self._moments is None:
+            self._moments = torch.zeros(2, len(self.components), self.lookahead, 0, dtype=torch.float64, device=device)
             self._norms = torch.zeros(len(self.components), 0, dtype=torch.float64, device=device)
         if step < self._capacity:
             return
         grow = max(64, 2 * self._capacity, step + 1) - self._capacity
-        self._sums = torch.nn.functional.pad(self._sums, (0, grow))
-        self._sums_sq = torch.nn.functional.pad(self._sums_sq, (0, grow))
+        self._moments = torch.nn.functional.pad(self._moments, (0, grow))
         self._norms = torch.nn.functional.pad(self._norms, (0, grow))
         self._counts = np.pad(self._counts, ((0, 0), (0, 0), (0, grow)))
         self._capacity += grow
 
     def _record(self, index: int, branch: int, step: int, output: Any) -> None:
+        """Errors of this output against the last ``k`` outputs of the same component and branch.
+
+        The last ``k`` outputs are held by reference (no copy; an in-place edit of one by the model
+        is detected through the tensor's version counter), norms and differences go into a reused
+        buffer, and the pairs (lag l, earlier step ``step - l``) lie on a diagonal of the
+        (lag, step) accumulator, so both moments of all lags are added with one strided add.
+        """
         tensor = first_tensor(output)
         if tensor is None:
             return
         self._ensure_capacity(step, tensor.device)
-        flat = per_sample(tensor.detach(), self.batch)
-        current = flat if flat.dtype in (torch.float32, torch.float64) else flat.float()
-        norms = current.abs().sum(dim=1)
+        current = per_sample(tensor.detach(), self.batch)
+        if current.dtype not in (torch.float32, torch.float64):
+            current = current.float()
+        scratch = self._scratch(current)
+        norms = torch.abs(current, out=scratch).sum(dim=1)
         self._norms[index, step] += norms.sum()
-        denominator = norms.clamp_min(_TINY)
         history = self._history[index].setdefault(branch, deque())
-        for earlier_step, earlier, source, version in history:
+        differences = []
+        for earlier_step, earlier, source, version in reversed(history):
+            if step - earlier_step != len(differences) + 1 or earlier.shape != current.shape:
+                break  # a missing step, or the batch changed (guidance switched off): no more pairs
             if version is not None and source._version != version:
                 raise CalibrationError(
                     f"the model modified the output of {self.components[index].key!r} in place after it was "
-                    "produced; its cached value would differ from what the model used"
+                    "produced; calibration would measure a value the model did not use"
                 )
-            lag = step - earlier_step
-            if earlier.shape != flat.shape:  # the batch changed mid-generation (guidance switched off)
-                continue
-            earlier = earlier if earlier.dtype == current.dtype else earlier.to(current.dtype)
-            errors = (earlier - current).abs().sum(dim=1) / denominator
-            self._sums[index, lag - 1, earlier_step] += errors.sum()
-            self._sums_sq[index, lag - 1, earlier_step] += errors.square().sum()
-            self._counts[index, lag - 1, earlier_step] += errors.numel()
+            torch.sub(earlier, current, out=scratch)
+            differences.append(scratch.abs_().sum(dim=1))
+        if differences:
+            lags = len(differences)
+            errors = torch.stack(differences) / norms.clamp_min(_TINY)
+            diagonal = self._moments.view(2, len(self.components), -1)[:, index, step - 1 :: self._capacity - 1]
+            diagonal[:, :lags] += torch.stack((errors.sum(dim=1), errors.square().sum(dim=1)))
+            for lag in range(1, lags + 1):
+                self._counts[index, lag - 1, step - lag] += norms.numel()
         version = None if tensor.is_inference() else tensor._version
-        history.append((step, flat, tensor, version))
-        while history and history[0][0] <= step - self.lookahead:
+        history.append((step, current, tensor, version))
+        if len(history) > self.lookahead:
             history.popleft()
+
+    def _scratch(self, like: torch.Tensor) -> torch.Tensor:
+        """A reusable buffer per shape for norms and differences: recording allocates nothing per call."""
+        key = (like.shape, like.dtype, like.device)
+        if key not in self._buffers:
+            self._buffers[key] = torch.empty_like(like)
+        return self._buffers[key]
 
     # -- result ---------------------------------------------------------------------------------
     def finish(self, solver: str | None) -> ErrorProfile:
@@ -154,7 +173,7 @@ class Recorder(Attachment):
         if self._tracker.generations:
             self._lengths.append(self._tracker.step + 1)
         self.unwrap()
-        if not self._lengths or self._sums is None:
+        if not self._lengths or self._moments is None:
             raise CalibrationError(
                 "run() performed no model evaluation; it must call the pipeline or model, e.g. lambda: pipe(...)"
             )
@@ -176,8 +195,8 @@ class Recorder(Attachment):
             )
         return ErrorProfile(
             components=tuple(c.spec for c in self.components),
-            sums=self._sums[:, :, :steps].cpu(),
-            sums_sq=self._sums_sq[:, :, :steps].cpu(),
+            sums=self._moments[0, :, :, :steps].cpu(),
+            sums_sq=self._moments[1, :, :, :steps].cpu(),
             counts=torch.from_numpy(self._counts[:, :, :steps].copy()),
             macs=tuple(self._component_macs),
             evaluation_macs=self._evaluation_macs,

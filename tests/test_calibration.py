@@ -109,11 +109,18 @@ def test_constant_input_has_zero_error_and_errors_are_per_sample():
     zero = smoothcache.calibrate(still, drive(still), adapter=DriftingAdapter(), lookahead=2)
     assert (zero.mean[0, :, :3] == 0).all()
     # per sample: the mean is the average of sample 0's zero and sample 1's own relative error
+    timesteps = (900.0, 700.0, 500.0, 300.0, 100.0)
     with torch.no_grad():
-        outputs = [model.proj(torch.ones(1, 4) + t / 1000) for t in (900.0, 700.0)]
-    sample_error = ((outputs[0] - outputs[1]).abs().sum() / outputs[1].abs().sum()).item()
-    assert profile.mean[0, 0, 0].item() == pytest.approx(sample_error / 2, rel=1e-5)
-    assert profile.std[0, 0, 0].item() == pytest.approx(sample_error / 2**0.5, rel=1e-5)
+        outputs = [model.proj(torch.ones(1, 4) + t / 1000) for t in timesteps]
+
+    def sample_error(earlier: int, later: int) -> float:
+        return ((outputs[earlier] - outputs[later]).abs().sum() / outputs[later].abs().sum()).item()
+
+    assert profile.mean[0, 0, 0].item() == pytest.approx(sample_error(0, 1) / 2, rel=1e-5)
+    assert profile.std[0, 0, 0].item() == pytest.approx(sample_error(0, 1) / 2**0.5, rel=1e-5)
+    for lag in (1, 2):
+        for step in range(len(timesteps) - lag):
+            assert profile.mean[0, lag - 1, step].item() == pytest.approx(sample_error(step, step + lag) / 2, rel=1e-5)
     assert int(profile.counts[0, 0, 0]) == 2
 
 
