@@ -9,6 +9,23 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+#: Words of the offline T5 vocabulary used by the audio pipelines.
+_WORDS = (
+    "a an the of and with in on hammer hitting wooden surface dog barking rain piano drums guitar loud "
+    "soft low quality noise music beat ambient bird song car engine water tone chord chirp hit"
+).split()
+
+#: StableAudioDiTModel sizes: (layers, heads, kv heads, head dim, latent frames).
+STABLE_AUDIO_SIZES = {
+    "tiny": (2, 4, 2, 8, 32),
+    "medium": (8, 4, 2, 64, 256),
+}
+
+#: stable-audio-tools DiffusionTransformer sizes: (depth, heads, width, conditioning width).
+TOOLS_SIZES = {
+    "tiny": (2, 4, 128, 64),
+}
+
 #: DiT transformer sizes: (layers, heads, head dim, latent side, patch).
 DIT_SIZES = {
     "tiny": (2, 2, 16, 8, 2),
@@ -90,3 +107,100 @@ def sample_dit(transformer, steps: int, label: int = 7, seed: int = 0, guidance:
             eps_c, eps_u = out[:, :4].chunk(2)
             latents = scheduler.step(eps_u + guidance * (eps_c - eps_u), t, latents).prev_sample
     return latents
+
+
+def t5_tokenizer(model_max_length: int = 16):
+    """A T5 tokenizer from an in-memory unigram vocabulary: no sentencepiece file, no download."""
+    from transformers import T5Tokenizer
+
+    vocab = [("<pad>", 0.0), ("</s>", 0.0), ("<unk>", 0.0), ("\u2581", -2.0)]
+    vocab += [("\u2581" + word, -5.0 - 0.01 * i) for i, word in enumerate(_WORDS)]
+    vocab += [(character, -10.0) for character in "abcdefghijklmnopqrstuvwxyz0123456789.,!?'-"]
+    return T5Tokenizer(vocab=vocab, extra_ids=0, model_max_length=model_max_length)
+
+
+def stable_audio_transformer(size: str = "tiny", seed: int = 0, conditioning_width: int = 16):
+    """A diffusers ``StableAudioDiTModel`` (self-attention with RoPE, GQA cross-attention, SwiGLU)."""
+    from diffusers import StableAudioDiTModel
+
+    layers, heads, kv_heads, head_dim, frames = STABLE_AUDIO_SIZES[size]
+    torch.manual_seed(seed)
+    return StableAudioDiTModel(
+        sample_size=frames,
+        in_channels=4,
+        out_channels=4,
+        num_layers=layers,
+        attention_head_dim=head_dim,
+        num_attention_heads=heads,
+        num_key_value_attention_heads=kv_heads,
+        cross_attention_dim=conditioning_width,
+        time_proj_dim=16,
+        global_states_input_dim=2 * conditioning_width,
+        cross_attention_input_dim=conditioning_width,
+    ).eval()
+
+
+def stable_audio_pipeline(size: str = "tiny", seed: int = 0):
+    """A ``StableAudioPipeline`` of tiny parts: T5 encoder and tokenizer, projection model, Oobleck VAE,
+    ``CosineDPMSolverMultistepScheduler`` (as Stable Audio Open) and a StableAudioDiTModel."""
+    from diffusers import AutoencoderOobleck, CosineDPMSolverMultistepScheduler, StableAudioPipeline, StableAudioProjectionModel
+    from transformers import T5Config, T5EncoderModel
+
+    tokenizer = t5_tokenizer()
+    torch.manual_seed(seed)
+    text_encoder = T5EncoderModel(
+        T5Config(
+            vocab_size=len(tokenizer), d_model=24, d_kv=8, d_ff=48, num_layers=1, num_decoder_layers=1, num_heads=3,
+            relative_attention_num_buckets=8, relative_attention_max_distance=16, dropout_rate=0.0,
+            feed_forward_proj="relu", pad_token_id=0, eos_token_id=1, decoder_start_token_id=0,
+        )
+    ).eval()
+    torch.manual_seed(seed + 1)
+    projection = StableAudioProjectionModel(text_encoder_dim=24, conditioning_dim=16, min_value=0, max_value=512)
+    transformer = stable_audio_transformer(size, seed + 2)
+    torch.manual_seed(seed + 3)
+    vae = AutoencoderOobleck(
+        encoder_hidden_size=8, downsampling_ratios=[2, 2], channel_multiples=[1, 2], decoder_channels=8,
+        decoder_input_channels=4, audio_channels=2, sampling_rate=16,
+    ).eval()
+    scheduler = CosineDPMSolverMultistepScheduler(
+        sigma_min=0.3, sigma_max=500, sigma_data=1.0, sigma_schedule="exponential", solver_order=2,
+        prediction_type="v_prediction", rho=7.0, final_sigmas_type="zero",
+    )
+    return StableAudioPipeline(
+        vae=vae, text_encoder=text_encoder, projection_model=projection, tokenizer=tokenizer,
+        transformer=transformer, scheduler=scheduler,
+    )
+
+
+def import_stable_audio_tools_dit():
+    """stable-audio-tools' ``DiffusionTransformer`` class, importing the package without its global side
+    effects: it switches on ``torch._dynamo.config.suppress_errors`` (hiding compile failures) and raises
+    the recompile limit, and prints a notice when flash-attn is missing."""
+    import contextlib
+    import io
+
+    import torch._dynamo
+
+    saved = (torch._dynamo.config.suppress_errors, torch._dynamo.config.cache_size_limit)
+    try:
+        with contextlib.redirect_stdout(io.StringIO()):
+            from stable_audio_tools.models.dit import DiffusionTransformer
+    finally:
+        torch._dynamo.config.suppress_errors, torch._dynamo.config.cache_size_limit = saved
+    return DiffusionTransformer
+
+
+def stable_audio_tools_transformer(size: str = "tiny", seed: int = 0, global_cond_type: str = "prepend"):
+    """stable-audio-tools' ``DiffusionTransformer`` (the real class), with its zero-initialised branch
+    outputs and convolutions randomised so that caching them is not trivially exact."""
+    DiffusionTransformer = import_stable_audio_tools_dit()
+    depth, heads, width, conditioning = TOOLS_SIZES[size]
+    torch.manual_seed(seed)
+    model = DiffusionTransformer(
+        io_channels=8, embed_dim=width, depth=depth, num_heads=heads, cond_token_dim=conditioning,
+        global_cond_dim=12, project_cond_tokens=False, transformer_type="continuous_transformer",
+        global_cond_type=global_cond_type, zero_init_branch_outputs=False,
+    )
+    randomize_zero_parameters(model, seed=seed + 1)
+    return model.eval()

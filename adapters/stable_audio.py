@@ -1,0 +1,92 @@
+"""Stable Audio Open: diffusers ``StableAudioDiTModel`` and stable-audio-tools ``DiffusionTransformer``.
+
+Both cache self-attention, cross-attention and the feed-forward of every block, as the paper does.
+
+- diffusers: ``transformer_blocks[i]`` with ``attn1``, ``attn2``, ``ff``; plain pre-norm residuals
+  (``h = attn1(norm1(h)) + h``). ``StableAudioPipeline`` passes the timestep positionally with
+  shape [1] while the batch is 2B, so it is read from the root's second argument and the batch from
+  the latents.
+- stable-audio-tools: ``transformer.layers[i]`` with ``self_attn``, ``cross_attn`` (absent past
+  ``final_cross_attn_ix`` or without conditioning tokens) and ``ff``; in the adaLN variant the gate
+  ``sigmoid(1 - gate)`` is applied after the module, so the module output is still the value to
+  cache. Classifier-free guidance happens inside ``forward`` (the batch doubles, and halves again
+  outside ``cfg_interval``), so the timestep and the batch are read where they always pass:
+  ``timestep_features(t[:, None])``. The model may be wrapped as is or inside its wrappers
+  (``DiTWrapper``, ``ConditionedDiffusionModelWrapper``).
+
+Only these exact attributes are cached: never ``ff.ff`` (the Sequential inside stable-audio-tools'
+``FeedForward``), ``ff.net`` or any embedder MLP.
+"""
+
+from __future__ import annotations
+
+from torch import nn
+
+from smoothcache.plugins import hookimpl
+from smoothcache_core import Component, ForwardArgument, StepSource, class_names
+
+_DIFFUSERS_PARTS = (("attn1", "self_attn"), ("attn2", "cross_attn"), ("ff", "ffn"))
+_TOOLS_PARTS = (("self_attn", "self_attn"), ("cross_attn", "cross_attn"), ("ff", "ffn"))
+
+
+def _is_diffusers_stable_audio(model: nn.Module) -> bool:
+    return "StableAudioDiTModel" in class_names(model)
+
+
+def _is_tools_transformer(module: nn.Module) -> bool:
+    """stable-audio-tools' DiffusionTransformer over a ContinuousTransformer of self_attn/ff layers."""
+    if "DiffusionTransformer" not in class_names(module):
+        return False
+    layers = getattr(getattr(module, "transformer", None), "layers", None)
+    return (
+        isinstance(layers, nn.ModuleList)
+        and len(layers) > 0
+        and isinstance(getattr(module, "timestep_features", None), nn.Module)
+        and all(isinstance(getattr(layer, "self_attn", None), nn.Module) and isinstance(getattr(layer, "ff", None), nn.Module) for layer in layers)
+    )
+
+
+def _tools_transformer_path(model: nn.Module) -> str | None:
+    """Where the DiffusionTransformer sits: the model itself (``""``) or inside its wrappers."""
+    for path, module in model.named_modules():
+        if _is_tools_transformer(module):
+            return path
+    return None
+
+
+def _components(blocks: nn.ModuleList, parts: tuple[tuple[str, str], ...]) -> list[Component]:
+    components = []
+    for index, block in enumerate(blocks):
+        for name, kind in parts:
+            module = getattr(block, name, None)
+            if isinstance(module, nn.Module):
+                components.append(
+                    Component.of_module(module, key=f"blocks.{index}.{name}", kind=kind, name=name, block_kind="blocks", index=index)
+                )
+    return components
+
+
+class StableAudioAdapter:
+    """Adapter ``stable-audio``: self-attention, cross-attention and feed-forward of every block."""
+
+    name = "stable-audio"
+
+    def matches(self, model: nn.Module) -> bool:
+        return _is_diffusers_stable_audio(model) or _tools_transformer_path(model) is not None
+
+    def components(self, model: nn.Module) -> list[Component]:
+        if _is_diffusers_stable_audio(model):
+            return _components(model.transformer_blocks, _DIFFUSERS_PARTS)
+        inner = model.get_submodule(_tools_transformer_path(model))
+        return _components(inner.transformer.layers, _TOOLS_PARTS)
+
+    def step_source(self, model: nn.Module) -> StepSource:
+        if _is_diffusers_stable_audio(model):
+            return ForwardArgument("timestep", 1)
+        path = _tools_transformer_path(model)
+        return ForwardArgument("t", 0, module_path=f"{path}.timestep_features" if path else "timestep_features")
+
+
+@hookimpl
+def smoothcache_adapters() -> list[StableAudioAdapter]:
+    return [StableAudioAdapter()]
