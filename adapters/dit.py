@@ -35,20 +35,6 @@ def _is_research_dit(model: nn.Module) -> bool:
     )
 
 
-def _block_components(blocks: nn.ModuleList, parts: tuple[tuple[str, str], ...]) -> list[Component]:
-    components = []
-    for index, block in enumerate(blocks):
-        for name, kind in parts:
-            module = getattr(block, name, None)
-            if module is not None:
-                components.append(
-                    Component.of_module(
-                        module, key=f"blocks.{index}.{name}", kind=kind, name=name, block_kind="blocks", index=index
-                    )
-                )
-    return components
-
-
 class DiTAdapter:
     """Adapter ``dit``: self-attention, cross-attention (if any) and feed-forward of every block."""
 
@@ -59,8 +45,8 @@ class DiTAdapter:
 
     def components(self, model: nn.Module) -> list[Component]:
         if _is_diffusers_dit(model):
-            return _block_components(model.transformer_blocks, _DIFFUSERS_PARTS)
-        return _block_components(model.blocks, _RESEARCH_PARTS)
+            return Component.of_blocks(model.transformer_blocks, _DIFFUSERS_PARTS)
+        return Component.of_blocks(model.blocks, _RESEARCH_PARTS)
 
     def step_source(self, model: nn.Module) -> StepSource:
         if _is_diffusers_dit(model):

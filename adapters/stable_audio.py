@@ -54,18 +54,6 @@ def _tools_transformer_path(model: nn.Module) -> str | None:
     return None
 
 
-def _components(blocks: nn.ModuleList, parts: tuple[tuple[str, str], ...]) -> list[Component]:
-    components = []
-    for index, block in enumerate(blocks):
-        for name, kind in parts:
-            module = getattr(block, name, None)
-            if isinstance(module, nn.Module):
-                components.append(
-                    Component.of_module(module, key=f"blocks.{index}.{name}", kind=kind, name=name, block_kind="blocks", index=index)
-                )
-    return components
-
-
 class StableAudioAdapter:
     """Adapter ``stable-audio``: self-attention, cross-attention and feed-forward of every block."""
 
@@ -76,9 +64,9 @@ class StableAudioAdapter:
 
     def components(self, model: nn.Module) -> list[Component]:
         if _is_diffusers_stable_audio(model):
-            return _components(model.transformer_blocks, _DIFFUSERS_PARTS)
+            return Component.of_blocks(model.transformer_blocks, _DIFFUSERS_PARTS)
         inner = model.get_submodule(_tools_transformer_path(model))
-        return _components(inner.transformer.layers, _TOOLS_PARTS)
+        return Component.of_blocks(inner.transformer.layers, _TOOLS_PARTS)
 
     def step_source(self, model: nn.Module) -> StepSource:
         if _is_diffusers_stable_audio(model):

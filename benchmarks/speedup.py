@@ -34,8 +34,30 @@ def stable_audio_case() -> tuple[str, Any, Callable[[int], Any]]:
     return "StableAudioDiTModel 8 layers, width 256, 256 frames, CFG batch 2, 20 cosine DPM++ steps", pipe, generate
 
 
+def stdit3_case() -> tuple[str, Any, Callable[[int], Any]]:
+    """Medium STDiT3 (depth 4, width 128, 8 frames, 16x16 latent), RFLOW with CFG batch 2."""
+    model = pipelines.stdit3("medium", seed=0)
+    return (
+        "STDiT3 depth 4, width 128, 8 frames x 16x16 latent, CFG batch 2, 20 RFLOW steps",
+        model,
+        lambda seed: pipelines.sample_stdit3(model, 20, seed=seed, size="medium"),
+    )
+
+
+def mmdit_case() -> tuple[str, Any, Callable[[int], Any]]:
+    """Medium MMDiT (2 double + 4 single blocks, width 256, 4 frames x 16x16 latent), CFG batch 3."""
+    model = pipelines.mmdit("medium", seed=0)
+    return (
+        "MMDiT 2 double + 4 single blocks, width 256, 256 image + 32 text tokens, CFG batch 3, 20 steps",
+        model,
+        lambda seed: pipelines.sample_mmdit(model, 20, seed=seed, size="medium"),
+    )
+
+
 CASES: dict[str, Callable[[], tuple[str, Any, Callable[[int], Any]]]] = {
     "stable-audio": stable_audio_case,
+    "stdit3": stdit3_case,
+    "mmdit": mmdit_case,
 }
 
 

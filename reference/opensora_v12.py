@@ -43,6 +43,8 @@ import torch.nn.functional as F
 from einops import rearrange, repeat
 from torch import nn
 
+from .dit import TimestepEmbedder as DiTTimestepEmbedder
+
 Lens = Sequence[int] | torch.Tensor
 
 
@@ -263,30 +265,11 @@ class T2IFinalLayer(nn.Module):
         return self.linear(x)
 
 
-class TimestepEmbedder(nn.Module):
-    """Sinusoidal embedding (GLIDE layout: cos then sin) followed by a 2-layer MLP."""
+class TimestepEmbedder(DiTTimestepEmbedder):
+    """DiT's timestep embedder (GLIDE sinusoid, then a 2-layer MLP); Open-Sora casts the features
+    to the model's dtype before the MLP."""
 
-    def __init__(self, hidden_size: int, frequency_embedding_size: int = 256) -> None:
-        super().__init__()
-        self.mlp = nn.Sequential(
-            nn.Linear(frequency_embedding_size, hidden_size, bias=True),
-            nn.SiLU(),
-            nn.Linear(hidden_size, hidden_size, bias=True),
-        )
-        self.frequency_embedding_size = frequency_embedding_size
-
-    @staticmethod
-    def timestep_embedding(t: torch.Tensor, dim: int, max_period: int = 10000) -> torch.Tensor:
-        """``[N] -> [N, dim]`` float32 sinusoidal features of (possibly fractional) ``t``."""
-        half = dim // 2
-        freqs = torch.exp(-math.log(max_period) * torch.arange(half, dtype=torch.float32) / half).to(t.device)
-        args = t[:, None].float() * freqs[None]
-        embedding = torch.cat([torch.cos(args), torch.sin(args)], dim=-1)
-        if dim % 2:
-            embedding = torch.cat([embedding, torch.zeros_like(embedding[:, :1])], dim=-1)
-        return embedding
-
-    def forward(self, t: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    def forward(self, t: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:  # type: ignore[override]
         return self.mlp(self.timestep_embedding(t, self.frequency_embedding_size).to(dtype))
 
 

@@ -26,6 +26,18 @@ TOOLS_SIZES = {
     "tiny": (2, 4, 128, 64),
 }
 
+#: STDiT3 sizes: (depth, width, heads, frames, latent side, caption width, caption tokens).
+STDIT3_SIZES = {
+    "tiny": (2, 64, 4, 4, 8, 32, 10),
+    "medium": (4, 128, 4, 8, 16, 64, 16),
+}
+
+#: MMDiT sizes: (double blocks, single blocks, width, heads, RoPE axes, frames, latent side, text tokens).
+MMDIT_SIZES = {
+    "tiny": (1, 1, 64, 4, [4, 6, 6], 2, 8, 7),
+    "medium": (2, 4, 256, 4, [16, 24, 24], 4, 16, 32),
+}
+
 #: DiT transformer sizes: (layers, heads, head dim, latent side, patch).
 DIT_SIZES = {
     "tiny": (2, 2, 16, 8, 2),
@@ -204,3 +216,101 @@ def stable_audio_tools_transformer(size: str = "tiny", seed: int = 0, global_con
     )
     randomize_zero_parameters(model, seed=seed + 1)
     return model.eval()
+
+
+def stdit3(size: str = "tiny", seed: int = 0):
+    """Open-Sora v1.2 ``STDiT3`` (re-implementation, original attribute names) with seeded weights;
+    the temporal blocks' zero-initialised projections and the fps embedder are randomised."""
+    from .opensora_v12 import STDiT3, STDiT3Config
+
+    depth, width, heads, _, _, caption, tokens = STDIT3_SIZES[size]
+    torch.manual_seed(seed)
+    model = STDiT3(
+        STDiT3Config(
+            depth=depth, hidden_size=width, num_heads=heads, patch_size=(1, 2, 2), in_channels=4,
+            caption_channels=caption, model_max_length=tokens, qk_norm=True,
+        )
+    )
+    randomize_zero_parameters(model, seed=seed + 1)
+    return model.eval()
+
+
+def sample_stdit3(model, steps: int, seed: int = 0, samples: int = 1, guidance: float = 7.0, size: str = "tiny") -> torch.Tensor:
+    """Open-Sora v1.2's RFLOW sampler: timesteps ``(1 - i/N) * 1000``, guidance as one batch
+    [cond, uncond] with the learnt null caption, ``x_mask`` all True (text-to-video), ``z += v dt``."""
+    _, _, _, frames, side, caption, tokens = STDIT3_SIZES[size]
+    generator = torch.Generator().manual_seed(seed)
+    z = torch.randn(samples, 4, frames, side, side, generator=generator)
+    prompt = torch.randn(samples, 1, tokens, caption, generator=generator)
+    null = model.y_embedder.y_embedding[None, None].expand(samples, 1, tokens, caption)
+    extra = {
+        "y": torch.cat([prompt, null]),
+        "mask": torch.ones(samples, tokens, dtype=torch.long),
+        "x_mask": torch.ones(2 * samples, frames, dtype=torch.bool),
+        "fps": torch.full((samples,), 24.0),
+        "height": torch.full((samples,), side * 8.0),
+        "width": torch.full((samples,), side * 8.0),
+    }
+    timesteps = [(1.0 - i / steps) * 1000.0 for i in range(steps)]
+    with torch.no_grad():
+        for i, t in enumerate(timesteps):
+            out = model(torch.cat([z, z]), torch.full((2 * samples,), t), **extra)
+            cond, uncond = out.chunk(2, dim=1)[0].chunk(2, dim=0)
+            velocity = uncond + guidance * (cond - uncond)
+            dt = (t - timesteps[i + 1]) if i + 1 < steps else t
+            z = z + velocity * dt / 1000.0
+    return z
+
+
+def mmdit(size: str = "tiny", seed: int = 0, fused: bool = False):
+    """Open-Sora 2.0 ``MMDiTModel`` (re-implementation, original attribute names) with seeded weights.
+
+    ``fused=False`` is the released video model's layout (separate q/k/v, Liger RoPE, image
+    conditioning input); ``fused=True`` the Flux-style one (fused qkv, interleaved RoPE, guidance
+    embedding)."""
+    from .opensora_v2 import MMDiTConfig, MMDiTModel
+
+    double, single, width, heads, axes, _, _, _ = MMDIT_SIZES[size]
+    torch.manual_seed(seed)
+    model = MMDiTModel(
+        MMDiTConfig(
+            in_channels=16, vec_in_dim=12, context_in_dim=24, hidden_size=width, num_heads=heads,
+            depth=double, depth_single_blocks=single, axes_dim=axes, fused_qkv=fused,
+            use_liger_rope=not fused, cond_embed=not fused, guidance_embed=fused,
+        )
+    )
+    randomize_zero_parameters(model, seed=seed + 1)
+    return model.eval()
+
+
+def sample_mmdit(model, steps: int, seed: int = 0, samples: int = 1, text_scale: float = 7.5, image_scale: float = 3.0, size: str = "tiny") -> torch.Tensor:
+    """Open-Sora 2.0's denoiser for text-to-video: timesteps ``linspace(1, 0, N + 1)``, guidance as one
+    batch [cond, uncond, uncond] (text, negative, negative; image condition on the first two), and
+    ``img += (t_prev - t) * v``. The Flux-style variant gets its distilled guidance instead."""
+    _, _, _, _, _, frames, side, tokens = MMDIT_SIZES[size]
+    generator = torch.Generator().manual_seed(seed)
+    grid = torch.stack(torch.meshgrid(torch.arange(frames), torch.arange(side // 2), torch.arange(side // 2), indexing="ij"), -1)
+    img_ids = grid.reshape(1, -1, 3).float().expand(3 * samples, -1, -1)
+    length = img_ids.shape[1]
+    img = torch.randn(samples, length, 16, generator=generator)
+    prompt = torch.randn(samples, tokens, 24, generator=generator)
+    negative = torch.randn(samples, tokens, 24, generator=generator)
+    extra = {
+        "img_ids": img_ids,
+        "txt": torch.cat([prompt, negative, negative]),
+        "txt_ids": torch.zeros(3 * samples, tokens, 3),
+        "y_vec": torch.randn(samples, 12, generator=generator).repeat(3, 1),
+    }
+    if model.config.cond_embed:
+        condition = torch.randn(samples, length, 20, generator=generator)
+        extra["cond"] = torch.cat([condition, condition, torch.zeros_like(condition)])
+    if model.config.guidance_embed:
+        extra["guidance"] = torch.full((3 * samples,), 4.0)
+    timesteps = torch.linspace(1, 0, steps + 1).tolist()
+    with torch.no_grad():
+        for t, t_prev in zip(timesteps[:-1], timesteps[1:]):
+            out = model(img=torch.cat([img, img, img]), timesteps=torch.full((3 * samples,), t), **extra)
+            cond, uncond_image, uncond = out.chunk(3)
+            velocity = uncond + image_scale * (uncond_image - uncond) + text_scale * (cond - uncond_image)
+            img = img + (t_prev - t) * velocity
+    return img

@@ -8,7 +8,7 @@ calibration. Adapters never import the engine's internals; third-party adapters 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Callable, Protocol, runtime_checkable
+from typing import Any, Callable, Iterable, Protocol, Sequence, runtime_checkable
 
 import torch
 from torch import nn
@@ -95,6 +95,17 @@ class Component(ComponentSpec):
     ) -> Component:
         """A component whose value is the output of ``module``'s forward."""
         return cls(key, kind, name, block_kind, index, install_on_forward(module), module)
+
+    @classmethod
+    def of_blocks(cls, blocks: Iterable[nn.Module], parts: Sequence[tuple[str, str]], block_kind: str = "blocks") -> list[Component]:
+        """The usual case: for every block, its sub-modules named in ``parts`` (``(attribute, kind)``,
+        in execution order) that exist, keyed ``<block_kind>.<index>.<attribute>``."""
+        return [
+            cls.of_module(module, key=f"{block_kind}.{index}.{name}", kind=kind, name=name, block_kind=block_kind, index=index)
+            for index, block in enumerate(blocks)
+            for name, kind in parts
+            if isinstance(module := getattr(block, name, None), nn.Module)
+        ]
 
 
 def timestep_value(value: Any) -> float:

@@ -21,7 +21,7 @@ from torch import nn
 
 from .adapter import Component, GateFactory, ModelAdapter, Uninstall
 from .errors import AdapterError, GenerationError, ScheduleError, WrapError
-from .macs import measure_macs
+from .macs import MacMeter
 from .schedule import CompiledSchedule, Schedule
 from .tracker import StepTracker
 
@@ -199,6 +199,24 @@ class CacheHandle(Attachment):
         measured = _MEASURED_MACS.setdefault(model, {})
         self._macs = [measured.setdefault(c.key, {}) for c in self.components]
         self._last_evaluation = [0] * count
+        self._meter = MacMeter()
+
+    def _counted(self, original: Callable[..., Any], args: tuple, kwargs: dict, macs: dict, signature: Any, measure: bool) -> Any:
+        """Call a component, measuring its MACs once per input signature when its value is kept,
+        and always while another component's measurement runs around it (so nesting is exact)."""
+        meter = self._meter
+        if meter.active:
+            output, own = meter.run(lambda: original(*args, **kwargs))
+            macs.setdefault(signature, own)
+            return output
+        if not measure or signature in macs:
+            return original(*args, **kwargs)
+        meter.start()
+        try:
+            output, macs[signature] = meter.run(lambda: original(*args, **kwargs))
+        finally:
+            meter.stop()
+        return output
 
     @property
     def compiled(self) -> CompiledSchedule:
@@ -239,12 +257,15 @@ class CacheHandle(Attachment):
         computed, reused, refreshed, skipped = counters.computed, counters.reused, counters.refreshed, counters.macs_skipped
         last_evaluation = self._last_evaluation
         key = self.components[index].key
+        meter, counted = self._meter, self._counted
 
         def make_gate(original: Callable[..., Any]) -> Callable[..., Any]:
             if compute_table is None:
 
                 def always_compute(*args: Any, **kwargs: Any) -> Any:
                     computed[index] += 1
+                    if meter.active:  # runs inside a measured component: keep its MACs apart
+                        return meter.run(lambda: original(*args, **kwargs))[0]
                     return original(*args, **kwargs)
 
                 return always_compute
@@ -280,15 +301,13 @@ class CacheHandle(Attachment):
                         return output
                     refreshed[index] += 1
                 computed[index] += 1
-                if keep_table[step]:
-                    if signature not in macs:
-                        output, macs[signature] = measure_macs(original, args, kwargs)
-                    else:
-                        output = original(*args, **kwargs)
+                keep = keep_table[step]
+                if not keep:
+                    cache.pop(branch, None)
+                output = counted(original, args, kwargs, macs, signature, keep)
+                if keep:
                     cache[branch] = (signature, output, _version_of(output))
-                    return output
-                cache.pop(branch, None)
-                return original(*args, **kwargs)
+                return output
 
             return gate
 

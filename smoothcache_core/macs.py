@@ -83,17 +83,58 @@ class MacReport:
         }
 
 
+class MacMeter:
+    """Attributes the flops of a counted stretch to components.
+
+    A component may run others inside it (an installed block processor that calls gated MLPs): the
+    MACs of a call are its own only, the nested components' MACs subtracted, so nothing is counted
+    twice. Counting is off while ``torch.compile`` traces.
+    """
+
+    def __init__(self) -> None:
+        self.counter: FlopCounterMode | None = None
+        self._claimed = 0
+
+    @property
+    def active(self) -> bool:
+        return self.counter is not None
+
+    def start(self) -> None:
+        if self.counter is None and not torch.compiler.is_compiling():
+            self.counter = flop_counter()
+            self._claimed = 0
+            self.counter.__enter__()
+
+    def stop(self) -> int:
+        """Stop counting; the MACs of everything run since :meth:`start`."""
+        counter, self.counter = self.counter, None
+        if counter is None:
+            return 0
+        counter.__exit__(None, None, None)
+        return counter.get_total_flops() // 2
+
+    def run(self, call: Callable[[], Any]) -> tuple[Any, int]:
+        """Run ``call`` (one component call) while counting: its output and its own MACs."""
+        counter = self.counter
+        if counter is None:
+            return call(), 0
+        start, claimed = counter.get_total_flops(), self._claimed
+        output = call()
+        own = counter.get_total_flops() - start - (self._claimed - claimed)
+        self._claimed += own
+        return output, own // 2
+
+
 def count_macs(components: Sequence[Component], evaluate: Callable[[], Any]) -> MacCount:
     """Run ``evaluate`` (one model evaluation) once and count MACs in total and per component."""
     per_component = {component.key: 0 for component in components}
-    counter = flop_counter()
+    meter = MacMeter()
 
     def counting(key: str) -> GateFactory:
         def make_gate(original: Callable[..., Any]) -> Callable[..., Any]:
             def gate(*args: Any, **kwargs: Any) -> Any:
-                before = counter.get_total_flops()
-                output = original(*args, **kwargs)
-                per_component[key] += counter.get_total_flops() - before
+                output, macs = meter.run(lambda: original(*args, **kwargs))
+                per_component[key] += macs
                 return output
 
             return gate
@@ -104,25 +145,12 @@ def count_macs(components: Sequence[Component], evaluate: Callable[[], Any]) -> 
     try:
         for component in components:
             uninstalls.append(component.install(counting(component.key)))
-        with counter:
+        meter.start()
+        try:
             evaluate()
+        finally:
+            total = meter.stop()
     finally:
         for uninstall in reversed(uninstalls):
             uninstall()
-    return MacCount(
-        total=counter.get_total_flops() // 2,
-        components={key: flops // 2 for key, flops in per_component.items()},
-    )
-
-
-def measure_macs(function: Callable[..., Any], args: tuple, kwargs: dict) -> tuple[Any, int]:
-    """Call ``function`` once under a flop counter: its output and the MACs it cost.
-
-    Used once per component and input shape; returns 0 MACs while ``torch.compile`` traces.
-    """
-    if torch.compiler.is_compiling():
-        return function(*args, **kwargs), 0
-    counter = flop_counter()
-    with counter:
-        output = function(*args, **kwargs)
-    return output, counter.get_total_flops() // 2
+    return MacCount(total=total, components=per_component)

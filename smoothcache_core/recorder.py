@@ -19,7 +19,7 @@ from torch import nn
 from .adapter import Component, GateFactory, ModelAdapter
 from .engine import Attachment, check_components, first_tensor, model_fingerprint
 from .errors import CalibrationError
-from .macs import flop_counter
+from .macs import MacMeter
 from .profile import ErrorProfile
 
 #: Smallest output norm used as a denominator (an all-zero output has zero error to itself).
@@ -49,7 +49,7 @@ class Recorder(Attachment):
         self._norms: torch.Tensor | None = None
         self._counts = np.zeros((count, lookahead, 0), dtype=np.int64)
         self._lengths: list[int] = []
-        self._counter = None
+        self._meter = MacMeter()
         self._component_macs = [0] * count
         self._evaluation_macs = 0
         self._last_evaluation = [0] * count
@@ -61,14 +61,11 @@ class Recorder(Attachment):
         if evaluations == 2:
             self._stop_counting()
         if evaluations == 1:
-            self._counter = flop_counter()
-            self._counter.__enter__()
+            self._meter.start()
 
     def _stop_counting(self) -> None:
-        if self._counter is not None:
-            counter, self._counter = self._counter, None
-            counter.__exit__(None, None, None)
-            self._evaluation_macs = counter.get_total_flops() // 2
+        if self._meter.active:
+            self._evaluation_macs = self._meter.stop()
 
     def _on_new_generation(self, previous_steps: int) -> None:
         if previous_steps:
@@ -85,11 +82,10 @@ class Recorder(Attachment):
 
         def make_gate(original: Callable[..., Any]) -> Callable[..., Any]:
             def gate(*args: Any, **kwargs: Any) -> Any:
-                counter = self._counter
-                before = counter.get_total_flops() if counter is not None else 0
-                output = original(*args, **kwargs)
-                if counter is not None:
-                    self._component_macs[index] = (counter.get_total_flops() - before) // 2
+                if self._meter.active:
+                    output, self._component_macs[index] = self._meter.run(lambda: original(*args, **kwargs))
+                else:
+                    output = original(*args, **kwargs)
                 step = tracker.step
                 if step >= 0:
                     if last_evaluation[index] == tracker.evaluations:

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import math
-import warnings
-
 import pytest
 import torch
 from helpers import assert_pristine, zeros
@@ -17,24 +15,6 @@ LAYERS = 2
 ATTN1 = [1, 0, 1, 0, 1, 1, 0, 1]
 ATTN2 = [1, 1, 0, 0, 1, 0, 1, 1]
 FF = [1, 0, 0, 1, 0, 1, 1, 1]
-
-
-@pytest.fixture(scope="module")
-def audio_pipeline_dir(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("stable-audio-pipeline")
-    pipelines.stable_audio_pipeline("tiny", seed=0).save_pretrained(folder)
-    return folder
-
-
-@pytest.fixture
-def audio_pipe(audio_pipeline_dir):
-    from diffusers import StableAudioPipeline
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        pipe = StableAudioPipeline.from_pretrained(audio_pipeline_dir)
-    pipe.set_progress_bar_config(disable=True)
-    return pipe
 
 
 def generate(pipe, seed=0, negative="low quality noise", steps=STEPS, prompt="a dog barking in the rain"):
