@@ -1,69 +1,50 @@
-"""Demo: accelerate a real diffusers DiTPipeline with two lines, offline, on CPU or GPU.
+"""Demo (``make demo``): the whole journey on an embedded model, offline, in a couple of minutes on CPU.
 
-Builds a medium DiT pipeline with seeded random weights, saves it and loads it back with
-``from_pretrained`` (the real loading path), then generates: uncached, wrapped with an all-compute
-schedule (must be bit-identical) and wrapped with a schedule that reuses attention and feed-forward
-on alternate steps. Prints computed/reused counts, MACs and the time ratio.
+1. build a DiT pipeline (seeded weights) and save it to out/, the folder a user would download;
+2. ``smoothcache calibrate`` it (error profile + curves PNG);
+3. ``smoothcache schedule`` a schedule for a target speedup (JSON + heat-map PNG);
+4. ``smoothcache compare`` cached vs uncached on new seeds (time, MACs, PSNR/SSIM, side-by-side PNG).
+
+Each step is the command a user would type, run in this process; the commands are printed.
 """
 
 from __future__ import annotations
 
 import logging
-import time
+import sys
+import warnings
 from pathlib import Path
 
-import torch
-
-import smoothcache
+from smoothcache.cli import main as smoothcache
 from smoothcache.reference.pipelines import dit_pipeline
-from smoothcache_core.macs import count_macs
 
 OUT = Path("out")
-STEPS = 20
+STEPS = "20"
 
 
-def main() -> None:
-    from diffusers import DiTPipeline
-    from diffusers.utils import logging as diffusers_logging
-
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
-    diffusers_logging.set_verbosity_error()
-    folder = OUT / "dit-pipeline"
-    if not (folder / "model_index.json").exists():
-        dit_pipeline("medium", seed=0).save_pretrained(folder)
-    pipe = DiTPipeline.from_pretrained(folder)
-    pipe.set_progress_bar_config(disable=True)
-
-    def generate() -> tuple[torch.Tensor, float]:
-        start = time.perf_counter()
-        images = pipe(class_labels=[7], num_inference_steps=STEPS, generator=torch.manual_seed(0), output_type="pt").images
-        return images, time.perf_counter() - start
-
-    generate()  # warm-up
-    reference, uncached_seconds = generate()
-
-    with smoothcache.wrap(pipe.transformer, schedule={"attn1": [1] * STEPS, "ff": [1] * STEPS}) as handle:
-        identical, _ = generate()
-    assert torch.equal(identical, reference), "all-compute schedule changed the output"
-
-    schedule = smoothcache.Schedule.fora(STEPS, 2, ["attn1", "ff"])
-    with smoothcache.wrap(pipe.transformer, schedule=schedule) as handle:
-        cached, cached_seconds = generate()
-        stats = handle.stats()
-    side = pipe.transformer.config.sample_size
-    example = (torch.zeros(2, 4, side, side), torch.tensor([999, 999]), torch.tensor([7, 1000]))
-    with torch.no_grad():
-        count = count_macs(handle.components, lambda: pipe.transformer(example[0], timestep=example[1], class_labels=example[2]))
-    macs = count.for_schedule(schedule.compile(handle.components), handle.components)
-
-    difference = (cached - reference).abs().max().item()
-    print(f"pipeline: {folder} ({STEPS} DDIM steps, CFG)")
-    print(f"all-compute schedule: output bit-identical to the uncached pipeline: {torch.equal(identical, reference)}")
-    print(f"alternate-step schedule: computed {stats['computed']}, reused {stats['reused']} component calls")
-    print(f"MACs kept: {macs.fraction:.3f} (ideal speedup {macs.ideal_speedup:.2f}x)")
-    print(f"time: uncached {uncached_seconds:.2f}s, cached {cached_seconds:.2f}s -> {uncached_seconds / cached_seconds:.2f}x")
-    print(f"max pixel difference vs uncached (random weights, so only a sanity check): {difference:.4f}")
+def main() -> int:
+    logging.basicConfig(level=logging.WARNING)
+    warnings.filterwarnings("ignore", category=FutureWarning)
+    model = OUT / "dit-pipeline"
+    if not (model / "model_index.json").exists():
+        print(f"building a DiT pipeline (8 layers, width 256, 32x32 latent, seeded weights) into {model}/")
+        dit_pipeline("medium", seed=0).save_pretrained(model)
+    journey = [
+        ["inspect", str(model)],
+        ["calibrate", str(model), "--steps", STEPS, "--samples", "4", "--labels", "7",
+         "-o", str(OUT / "dit.profile.safetensors"), "--plot", str(OUT / "dit-errors.png")],
+        ["schedule", str(OUT / "dit.profile.safetensors"), "--speedup", "1.6",
+         "-o", str(OUT / "dit-schedule.json"), "--plot", str(OUT / "dit-schedule.png")],
+        ["compare", str(model), "--schedule", str(OUT / "dit-schedule.json"), "--labels", "7", "--samples", "3", "-o", str(OUT)],
+    ]
+    for arguments in journey:
+        print(f"\n$ smoothcache {' '.join(arguments)}", flush=True)
+        status = smoothcache(arguments)
+        if status:
+            return status
+    print(f"\nPNGs in {OUT}/: dit-errors.png (error curves), dit-schedule.png (schedule), compare.png (side by side)")
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

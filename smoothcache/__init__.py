@@ -140,6 +140,7 @@ def calibrate(
     adapter: str | ModelAdapter | None = None,
     lookahead: int = 3,
     solver: str | None = None,
+    on_evaluation: Callable[[], None] | None = None,
 ) -> ErrorProfile:
     """Measure how much every component's output changes between steps while ``run()`` generates.
 
@@ -147,11 +148,12 @@ def calibrate(
     every generation adds its samples. Errors are per sample, for lags ``1..lookahead``. The model
     is unwrapped afterwards, also when ``run`` raises or is interrupted. ``solver`` names the
     sampler for the profile's provenance (taken from ``pipe.scheduler`` when a pipeline is given).
+    ``on_evaluation`` is called at the start of every model evaluation (a progress bar's update).
     """
     module = _as_model(model)
     if solver is None and getattr(model, "scheduler", None) is not None:
         solver = type(model.scheduler).__name__
-    return record(module, resolve_adapter(module, adapter), run, lookahead, solver)
+    return record(module, resolve_adapter(module, adapter), run, lookahead, solver, on_evaluation)
 
 
 def mac_report(

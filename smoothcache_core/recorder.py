@@ -37,9 +37,17 @@ def per_sample(tensor: torch.Tensor, batch: int | None) -> torch.Tensor:
 class Recorder(Attachment):
     """Records per-sample step-to-step errors of every component while ``run`` generates."""
 
-    def __init__(self, model: nn.Module, adapter: ModelAdapter, components: Sequence[Component], lookahead: int) -> None:
+    def __init__(
+        self,
+        model: nn.Module,
+        adapter: ModelAdapter,
+        components: Sequence[Component],
+        lookahead: int,
+        on_evaluation: Callable[[], None] | None = None,
+    ) -> None:
         super().__init__(model, adapter, components)
         self.lookahead = lookahead
+        self._on_evaluation = on_evaluation
         count = len(self.components)
         #: Per component and branch: the last ``k`` (step, per-sample view, output, version).
         self._history: list[dict[int, deque]] = [{} for _ in range(count)]
@@ -57,6 +65,8 @@ class Recorder(Attachment):
     # -- tracking -------------------------------------------------------------------------------
     def _observe(self, timestep: float, batch: int | None) -> None:
         super()._observe(timestep, batch)
+        if self._on_evaluation is not None:
+            self._on_evaluation()
         evaluations = self._tracker.evaluations
         if evaluations == 2:
             self._stop_counting()
@@ -211,11 +221,21 @@ class Recorder(Attachment):
             history.clear()
 
 
-def record(model: nn.Module, adapter: ModelAdapter, run: Callable[[], Any], lookahead: int = 3, solver: str | None = None) -> ErrorProfile:
-    """Attach a recorder, call ``run()``, detach (also on error or interrupt) and return the profile."""
+def record(
+    model: nn.Module,
+    adapter: ModelAdapter,
+    run: Callable[[], Any],
+    lookahead: int = 3,
+    solver: str | None = None,
+    on_evaluation: Callable[[], None] | None = None,
+) -> ErrorProfile:
+    """Attach a recorder, call ``run()``, detach (also on error or interrupt) and return the profile.
+
+    ``on_evaluation`` is called at the start of every model evaluation (e.g. to advance a progress bar).
+    """
     if not isinstance(lookahead, int) or isinstance(lookahead, bool) or lookahead < 1:
         raise CalibrationError(f"lookahead must be a positive integer, got {lookahead!r}")
-    recorder = Recorder(model, adapter, check_components(model, adapter), lookahead)
+    recorder = Recorder(model, adapter, check_components(model, adapter), lookahead, on_evaluation)
     recorder._install()
     try:
         with torch.no_grad():

@@ -1,0 +1,324 @@
+"""The ``smoothcache`` command: from a pipeline to a calibrated, validated schedule and a comparison.
+
+MODEL is a local diffusers pipeline folder, a ``package.module:factory`` returning a pipeline, a
+model or a :class:`smoothcache.workloads.Workload`, or a hub id (passed to ``from_pretrained``).
+Errors are one line on stderr and a non-zero exit code; ``--debug`` shows the traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import time
+from pathlib import Path
+from typing import Any, Sequence
+
+import torch
+from torch import nn
+
+import smoothcache
+from smoothcache.plugins import registry
+from smoothcache.workloads import Workload, WorkloadError, load
+from smoothcache_core import ErrorProfile, Schedule, SmoothCacheError
+from smoothcache_core.schedule import has_single_stack, type_key
+from smoothcache_core.metrics import fidelity
+
+EXAMPLES = {
+    "adapters": "example:\n  smoothcache adapters",
+    "inspect": "examples:\n  smoothcache inspect ./dit-pipeline\n  smoothcache inspect smoothcache.reference.workloads:stdit3_tiny",
+    "calibrate": (
+        "example:\n  smoothcache calibrate ./dit-pipeline --steps 50 --scheduler ddim --samples 10 "
+        "--lookahead 3 -o dit50.profile.safetensors"
+    ),
+    "schedule": (
+        "examples:\n  smoothcache schedule dit50.profile.safetensors --alpha 0.18 -o dit50.json\n"
+        "  smoothcache schedule dit50.profile.safetensors --speedup 1.7 --granularity block --plot heat.png -o dit50.json\n"
+        "  smoothcache schedule dit50.profile.safetensors --macs 0.5 --method optimal -o dit50-opt.json"
+    ),
+    "generate": "example:\n  smoothcache generate ./dit-pipeline --schedule dit50.json --samples 4 -o out/",
+    "compare": "example:\n  smoothcache compare ./dit-pipeline --schedule dit50.json --samples 2 -o out/",
+}
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="smoothcache",
+        description="Training-free caching for Diffusion Transformers (SmoothCache).",
+        epilog="example:\n  smoothcache calibrate ./dit-pipeline --steps 50 -o p.safetensors && "
+        "smoothcache schedule p.safetensors --alpha 0.18 -o s.json && smoothcache compare ./dit-pipeline --schedule s.json",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--debug", action="store_true", help="show tracebacks")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def command(name: str, help_text: str) -> argparse.ArgumentParser:
+        return commands.add_parser(name, help=help_text, description=help_text, epilog=EXAMPLES[name], formatter_class=argparse.RawDescriptionHelpFormatter)
+
+    def model_arguments(sub: argparse.ArgumentParser) -> None:
+        sub.add_argument("model", metavar="MODEL", help="pipeline folder, package.module:factory, or hub id")
+        sub.add_argument("--prompt", help="text prompt (text-conditioned pipelines)")
+        sub.add_argument("--labels", type=int, nargs="+", help="class labels (class-conditional pipelines, e.g. DiT)")
+        sub.add_argument("--scheduler", help="switch the pipeline's sampler: " + ", ".join(smoothcache.workloads.SCHEDULERS))
+        sub.add_argument("--device", help="move the pipeline to this device (default: cuda if available, else cpu)")
+        sub.add_argument("--adapter", help="adapter name (default: auto-detect)")
+
+    command("adapters", "List registered adapters and where each comes from.")
+    inspect = command("inspect", "Show the detected adapter, the cacheable components and their MACs.")
+    model_arguments(inspect)
+
+    calibrate = command("calibrate", "Measure per-step output changes of every component; write an error profile.")
+    model_arguments(calibrate)
+    calibrate.add_argument("--steps", type=int, help="sampling steps (default: the workload's)")
+    calibrate.add_argument("--samples", type=int, default=10, help="calibration generations, seeds 0..samples-1 (default 10)")
+    calibrate.add_argument("--lookahead", type=int, default=3, help="largest lag k measured (default 3)")
+    calibrate.add_argument("--plot", help="also write a PNG of the error curves")
+    calibrate.add_argument("-o", "--output", required=True, help="profile file (.safetensors)")
+
+    schedule = command("schedule", "Derive a schedule from a profile (no model needed).")
+    schedule.add_argument("profile", metavar="PROFILE")
+    target = schedule.add_mutually_exclusive_group(required=True)
+    target.add_argument("--alpha", type=float, help="error threshold of the greedy scan")
+    target.add_argument("--speedup", type=float, help="ideal (MAC) speedup to reach")
+    target.add_argument("--macs", type=float, help="fraction of MACs to keep, in (0, 1]")
+    schedule.add_argument("--granularity", choices=("type", "block"), default="type")
+    schedule.add_argument("--method", choices=("greedy", "optimal"), default="greedy")
+    schedule.add_argument("--lookahead", type=int, help="use lags up to this (default: the profile's)")
+    schedule.add_argument("--plot", help="also write a PNG heat-map (component x step)")
+    schedule.add_argument("-o", "--output", required=True, help="schedule file (.json)")
+
+    for name, help_text in (
+        ("generate", "Generate with a schedule; write the outputs and the cache statistics."),
+        ("compare", "Cached vs uncached on the same seeds: time, MACs, fidelity and a side-by-side PNG."),
+    ):
+        sub = command(name, help_text)
+        model_arguments(sub)
+        sub.add_argument("--schedule", required=True, help="schedule file (.json)")
+        sub.add_argument("--steps", type=int, help="sampling steps (default: the schedule's)")
+        sub.add_argument("--samples", type=int, default=2, help="generations, seeds SEED.. (default 2)")
+        sub.add_argument("--seed", type=int, default=1000, help="first seed (default 1000, unlike calibration's 0..)")
+        sub.add_argument("-o", "--output", default="out", help="output folder (default out/)")
+    return parser
+
+
+# -- helpers ------------------------------------------------------------------------------------
+
+
+def _workload(args: argparse.Namespace, require: bool = True) -> Workload | nn.Module:
+    loaded = load(args.model, prompt=args.prompt, labels=args.labels)
+    if isinstance(loaded, Workload):
+        if args.scheduler:
+            if loaded.set_solver is None:
+                raise WorkloadError(f"--scheduler needs a diffusers pipeline; {args.model!r} chooses its own sampler")
+            loaded.solver = loaded.set_solver(args.scheduler)
+        if loaded.pipeline is not None:
+            loaded.pipeline.to(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        return loaded
+    if require:
+        raise WorkloadError(f"{args.model!r} is a bare model; this command needs a pipeline or a factory returning a Workload")
+    return loaded
+
+
+def _model_of(target: Workload | nn.Module) -> nn.Module:
+    return target.model if isinstance(target, Workload) else target
+
+
+def _print_table(headers: list[str], rows: list[list[Any]]) -> None:
+    cells = [[f"{v:.4g}" if isinstance(v, float) else str(v) for v in row] for row in rows]
+    widths = [max(len(h), *(len(r[i]) for r in cells)) if cells else len(h) for i, h in enumerate(headers)]
+    print("  ".join(h.ljust(w) for h, w in zip(headers, widths)))
+    for row in cells:
+        print("  ".join(c.ljust(w) for c, w in zip(row, widths)))
+
+
+def _measure_profile(workload: Workload, adapter: str | None) -> ErrorProfile:
+    """A 2-step calibration: enough for MAC counts of every component and of one evaluation."""
+    return smoothcache.calibrate(workload.model, lambda: workload.generate(0, 2), adapter=adapter, lookahead=1)
+
+
+# -- commands -----------------------------------------------------------------------------------
+
+
+def cmd_adapters(args: argparse.Namespace) -> None:
+    entries = registry().entries()
+    _print_table(["adapter", "source"], [[e.adapter.name, e.source] for e in entries])
+    for problem in registry().problems:
+        print(f"warning: {problem}", file=sys.stderr)
+
+
+def cmd_inspect(args: argparse.Namespace) -> None:
+    target = _workload(args, require=False)
+    model = _model_of(target)
+    adapter = smoothcache.resolve_adapter(model, args.adapter)
+    components = smoothcache.check_components(model, adapter)
+    print(f"model: {type(model).__name__}   adapter: {adapter.name}   components: {len(components)}")
+    macs = None
+    if isinstance(target, Workload):
+        profile = _measure_profile(target, args.adapter)
+        macs = dict(zip((c.key for c in profile.components), profile.macs))
+        print(f"MACs of one model evaluation: {profile.evaluation_macs:,} (measured on a 2-step generation)")
+    single = has_single_stack(components)
+    groups: dict[str, list] = {}
+    for component in components:
+        groups.setdefault(type_key(component, single), []).append(component)
+    rows = []
+    for key, members in groups.items():
+        per_call = sum(macs[c.key] for c in members) if macs else None
+        share = f"{100 * per_call / profile.evaluation_macs:.1f} %" if macs and profile.evaluation_macs else "n/a"
+        rows.append([key, members[0].kind, members[0].block_kind, len(members), f"{per_call:,}" if per_call is not None else "n/a", share])
+    _print_table(["type", "kind", "stack", "blocks", "MACs (all blocks)", "share of evaluation"], rows)
+    if macs and profile.evaluation_macs:
+        print(f"cacheable share of an evaluation: {100 * sum(macs.values()) / profile.evaluation_macs:.1f} %")
+    elif not isinstance(target, Workload):
+        print("MACs: n/a for a bare model; pass a pipeline or a factory returning a Workload")
+
+
+def cmd_calibrate(args: argparse.Namespace) -> None:
+    from tqdm import tqdm
+
+    workload = _workload(args)
+    steps = args.steps or workload.default_steps
+    if args.samples < 1:
+        raise WorkloadError("--samples must be at least 1")
+    adapter = smoothcache.resolve_adapter(workload.model, args.adapter)  # fail before the progress bar
+    with tqdm(total=args.samples * steps, desc="calibrating", unit="eval", file=sys.stderr) as bar:
+
+        def run() -> None:
+            for seed in range(args.samples):
+                bar.set_postfix(sample=f"{seed + 1}/{args.samples}")
+                workload.generate(seed, steps)
+
+        profile = smoothcache.calibrate(workload.model, run, adapter=adapter, lookahead=args.lookahead, solver=workload.solver, on_evaluation=bar.update)
+    profile.save(args.output)
+    if args.plot:
+        profile.plot(args.plot)
+    print(
+        f"wrote {args.output}: {len(profile.components)} components, {profile.steps} steps, lookahead {profile.lookahead}, "
+        f"{args.samples} generations ({profile.samples} per-sample errors per step), solver {profile.metadata.get('solver')}"
+    )
+
+
+def cmd_schedule(args: argparse.Namespace) -> None:
+    profile = ErrorProfile.load(args.profile)
+    schedule = profile.schedule(
+        args.alpha, speedup=args.speedup, macs=args.macs, granularity=args.granularity, method=args.method, lookahead=args.lookahead
+    )
+    schedule.save(args.output)
+    if args.plot:
+        from smoothcache.plots import schedule_heatmap
+
+        schedule_heatmap(schedule, args.plot)
+    provenance = schedule.provenance
+    alpha = f", alpha {provenance['alpha']:.4g}" if provenance.get("alpha") is not None else ""
+    print(
+        f"wrote {args.output}: {len(schedule.tables)} lists x {schedule.steps} steps ({args.method}, {args.granularity}{alpha}); "
+        f"MAC fraction {provenance['mac_fraction']:.3f}, ideal speedup {provenance['ideal_speedup']:.2f}x"
+    )
+
+
+def _steps_for(schedule: Schedule, args: argparse.Namespace) -> tuple[Schedule, int]:
+    steps = args.steps or schedule.steps
+    if steps != schedule.steps:
+        raise WorkloadError(
+            f"the schedule has {schedule.steps} steps but --steps is {steps}; calibrate for {steps} steps or "
+            f"omit --steps (Schedule.resample maps a schedule to another step count)"
+        )
+    return schedule, steps
+
+
+def cmd_generate(args: argparse.Namespace) -> None:
+    from smoothcache.plots import to_unit_range, write_outputs
+
+    workload = _workload(args)
+    schedule, steps = _steps_for(Schedule.load(args.schedule), args)
+    written = []
+    start = time.perf_counter()
+    with smoothcache.wrap(workload.model, adapter=args.adapter, schedule=schedule) as handle:
+        for seed in range(args.seed, args.seed + args.samples):
+            output = to_unit_range(workload.generate(seed, steps).float().cpu(), workload.data_range)
+            written += write_outputs(output, workload.modality, args.output, f"sample-{seed}", workload.sample_rate)
+        stats = handle.stats()
+    seconds = time.perf_counter() - start
+    Path(args.output, "stats.json").write_text(json.dumps({**stats, "seconds": seconds}, indent=1) + "\n")
+    print(f"wrote {len(written)} outputs to {args.output}/ in {seconds:.2f}s: computed {stats['computed']}, reused {stats['reused']} component calls")
+
+
+def cmd_compare(args: argparse.Namespace) -> None:
+    from smoothcache.plots import side_by_side, to_unit_range
+
+    workload = _workload(args)
+    schedule, steps = _steps_for(Schedule.load(args.schedule), args)
+    profile = _measure_profile(workload, args.adapter)
+    report = profile.mac_count().for_schedule(schedule.compile(profile.components), profile.components)
+    seeds = list(range(args.seed, args.seed + args.samples))
+    handle = smoothcache.wrap(workload.model, adapter=args.adapter, schedule=schedule)
+    handle.unwrap()  # validated once; each timed run wraps and unwraps like a user would
+
+    def cached(seed: int) -> torch.Tensor:
+        with smoothcache.wrap(workload.model, adapter=args.adapter, schedule=schedule):
+            return workload.generate(seed, steps)
+
+    cached(seeds[0])  # warm-up of both paths
+    workload.generate(seeds[0], steps)
+    ratios, references, outputs = [], [], []
+    for seed in seeds:
+        start = time.perf_counter()
+        references.append(workload.generate(seed, steps))
+        middle = time.perf_counter()
+        outputs.append(cached(seed))
+        ratios.append((time.perf_counter() - middle) / (middle - start))
+    reference, output = torch.cat(references).float().cpu(), torch.cat(outputs).float().cpu()
+    data_range = workload.data_range or float(reference.max() - reference.min())
+    scores = fidelity(reference, output, workload.modality, data_range)
+    time_ratio = statistics.median(ratios)
+    Path(args.output).mkdir(parents=True, exist_ok=True)
+    figure = Path(args.output, "compare.png")
+    side_by_side(
+        to_unit_range(reference, workload.data_range), to_unit_range(output, workload.data_range, reference),
+        workload.modality, figure, title=f"{type(workload.model).__name__}: {args.schedule}",
+    )
+    result = {
+        "model": args.model,
+        "schedule": args.schedule,
+        "steps": steps,
+        "seeds": seeds,
+        "time_ratio": time_ratio,
+        "speedup": 1 / time_ratio,
+        "mac_fraction": report.fraction,
+        "ideal_speedup": report.ideal_speedup,
+        **scores,
+    }
+    Path(args.output, "compare.json").write_text(json.dumps(result, indent=1) + "\n")
+    _print_table(["measure", "value"], [[key, value] for key, value in result.items() if key not in ("model", "schedule", "seeds")])
+    print(f"wrote {figure} and {Path(args.output, 'compare.json')}")
+
+
+COMMANDS = {
+    "adapters": cmd_adapters,
+    "inspect": cmd_inspect,
+    "calibrate": cmd_calibrate,
+    "schedule": cmd_schedule,
+    "generate": cmd_generate,
+    "compare": cmd_compare,
+}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        COMMANDS[args.command](args)
+    except KeyboardInterrupt:
+        print("error: interrupted", file=sys.stderr)
+        return 130
+    except (SmoothCacheError, OSError, ImportError, ValueError) as error:
+        if args.debug:
+            raise
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    except Exception as error:  # anything else is still one line; --debug shows where
+        if args.debug:
+            raise
+        print(f"error: {type(error).__name__}: {error} (run with --debug for the traceback)", file=sys.stderr)
+        return 1
+    return 0
