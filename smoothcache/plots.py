@@ -16,7 +16,7 @@ import torch
 from smoothcache_core import Schedule
 
 
-def _pyplot() -> Any:
+def pyplot() -> Any:
     try:
         import matplotlib
 
@@ -27,17 +27,17 @@ def _pyplot() -> Any:
     return plt
 
 
-def _save(figure: Any, path: Path) -> None:
+def save_figure(figure: Any, path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     temporary = path.with_name(f".{path.name}.tmp.png")
     figure.savefig(temporary, dpi=110, bbox_inches="tight")
-    _pyplot().close(figure)
+    pyplot().close(figure)
     os.replace(temporary, path)
 
 
 def schedule_heatmap(schedule: Schedule, path: str | os.PathLike) -> None:
     """Component list x step: dark = compute, light = reuse, with the MAC fraction in the title."""
-    plt = _pyplot()
+    plt = pyplot()
     keys = list(schedule.tables)
     grid = np.array([schedule.tables[key] for key in keys])
     figure, axis = plt.subplots(figsize=(max(6.0, 0.16 * schedule.steps + 2), 0.3 * len(keys) + 1.4))
@@ -48,7 +48,7 @@ def schedule_heatmap(schedule: Schedule, path: str | os.PathLike) -> None:
     reused = int((grid == 0).sum())
     title = f"compute (dark) / reuse (light): {reused} of {grid.size} reused"
     axis.set_title(title + (f", MAC fraction {fraction:.3f}" if isinstance(fraction, float) else ""))
-    _save(figure, Path(path))
+    save_figure(figure, Path(path))
 
 
 def to_unit_range(tensor: torch.Tensor, data_range: float | None, reference: torch.Tensor | None = None) -> torch.Tensor:
@@ -85,7 +85,7 @@ def _spectrogram(audio: torch.Tensor, n_fft: int = 256) -> np.ndarray:
 def side_by_side(reference: torch.Tensor, cached: torch.Tensor, modality: str, path: str | os.PathLike, title: str = "") -> None:
     """Uncached and cached outputs of the same seeds: image rows (and the difference), video frames,
     or audio spectrograms."""
-    plt = _pyplot()
+    plt = pyplot()
     if modality == "audio":
         figure, axes = plt.subplots(1, 2, figsize=(10, 3.4), sharey=True)
         spectrograms = [_spectrogram(audio[0, 0]) for audio in (reference, cached)]
@@ -115,7 +115,7 @@ def side_by_side(reference: torch.Tensor, cached: torch.Tensor, modality: str, p
             axes[row][0].set_ylabel(name, fontsize=8)
     if title:
         figure.suptitle(title, y=1.02)
-    _save(figure, Path(path))
+    save_figure(figure, Path(path))
 
 
 def write_outputs(outputs: torch.Tensor, modality: str, folder: str | os.PathLike, stem: str, sample_rate: int | None = None) -> list[Path]:
@@ -136,6 +136,6 @@ def write_outputs(outputs: torch.Tensor, modality: str, folder: str | os.PathLik
             image = sample if modality == "image" else torch.cat(list(sample.transpose(0, 1)), dim=-1)
             shown = _as_images(image[None])[0]
             path = folder / f"{stem}-{index}.png"
-            _pyplot().imsave(path, shown[..., 0] if shown.shape[-1] == 1 else shown, cmap="gray" if shown.shape[-1] == 1 else None, vmin=0, vmax=1)
+            pyplot().imsave(path, shown[..., 0] if shown.shape[-1] == 1 else shown, cmap="gray" if shown.shape[-1] == 1 else None, vmin=0, vmax=1)
         written.append(path)
     return written

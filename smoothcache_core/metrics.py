@@ -87,3 +87,22 @@ def fidelity(reference: torch.Tensor, test: torch.Tensor, modality: str, data_ra
     if modality in ("image", "video"):
         return {"psnr_db": psnr(reference, test, data_range), "ssim": ssim(reference, test, data_range)}
     raise ValueError(f"unknown modality {modality!r}; expected image, video or audio")
+
+
+def frechet_distance(features: torch.Tensor, reference_features: torch.Tensor) -> float:
+    """Fréchet distance between Gaussians fitted to two feature sets ``[N, F]`` (as FID does with
+    Inception features; here any classifier's features): ``|mu1 - mu2|² + tr(S1 + S2 - 2 (S1 S2)^½)``.
+
+    The trace of the square root is computed from the eigenvalues of ``S1^½ S2 S1^½`` (symmetric,
+    positive semi-definite), which is stable in float64 without a general matrix square root.
+    """
+    a, b = features.double(), reference_features.double()
+    if a.dim() != 2 or b.dim() != 2 or a.shape[1] != b.shape[1] or min(a.shape[0], b.shape[0]) < 2:
+        raise ValueError(f"expected two feature sets [N, F] with N >= 2 and the same F, got {tuple(a.shape)} and {tuple(b.shape)}")
+    mean_a, mean_b = a.mean(0), b.mean(0)
+    cov_a, cov_b = torch.cov(a.T), torch.cov(b.T)
+    values, vectors = torch.linalg.eigh(cov_a)
+    root_a = vectors @ torch.diag(values.clamp_min(0).sqrt()) @ vectors.T
+    middle = torch.linalg.eigvalsh(root_a @ cov_b @ root_a).clamp_min(0)
+    distance = (mean_a - mean_b).square().sum() + cov_a.trace() + cov_b.trace() - 2 * middle.sqrt().sum()
+    return float(distance.clamp_min(0))
