@@ -157,6 +157,7 @@ class ForwardArgument:
         except AttributeError as error:
             raise AdapterError(f"the step source {self.module_path!r} is not a sub-module of the model") from error
 
+        @torch.compiler.disable  # reads the timestep on the host: runs eagerly, outside compiled graphs
         def read_timestep(_module: nn.Module, args: tuple, kwargs: dict) -> None:
             if self.name in kwargs:
                 value = kwargs[self.name]

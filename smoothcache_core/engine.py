@@ -200,6 +200,15 @@ class CacheHandle(Attachment):
         self._macs = [measured.setdefault(c.key, {}) for c in self.components]
         self._last_evaluation = [0] * count
         self._meter = MacMeter()
+        # (compute, keep) of every component, per step, decided once here; the gates only read the
+        # current step's tuple, so a compiled block sees a handful of booleans, never the step number.
+        self._idle = ((True, False),) * count
+        compute, keep = self._compiled.compute, self._compiled.keep
+        self._decisions = tuple(
+            tuple((True, False) if compute[c] is None else (compute[c][step], keep[c][step]) for c in range(count))
+            for step in range(self._compiled.steps or 0)
+        )
+        self._now = self._idle
 
     def _counted(self, original: Callable[..., Any], args: tuple, kwargs: dict, macs: dict, signature: Any, measure: bool) -> Any:
         """Call a component, measuring its MACs once per input signature when its value is kept,
@@ -226,8 +235,14 @@ class CacheHandle(Attachment):
     def _observe(self, timestep: float, batch: int | None) -> None:
         super()._observe(timestep, batch)
         steps = self._compiled.steps
-        if steps is not None and self._tracker.step >= steps:
+        if steps is None:
+            return
+        step = self._tracker.step
+        if step < steps:
+            self._now = self._decisions[step]
+        else:
             self._tracker.reset()
+            self._now = self._idle
             raise GenerationError(
                 f"the schedule has {steps} steps but this generation has run more model evaluations; "
                 f"calibrate for the number of steps you sample with, or resample the schedule with "
@@ -248,9 +263,8 @@ class CacheHandle(Attachment):
 
     def _gate_factory(self, index: int) -> GateFactory:
         """Build the gate for component ``index``: all state it needs is bound once, here."""
-        tracker = self._tracker
+        handle, tracker = self, self._tracker
         compute_table = self._compiled.compute[index]
-        keep_table = self._compiled.keep[index]
         cache = self._caches[index]
         macs = self._macs[index]
         counters = self._counters
@@ -271,42 +285,45 @@ class CacheHandle(Attachment):
                 return always_compute
 
             def gate(*args: Any, **kwargs: Any) -> Any:
-                step = tracker.step
-                if step < 0:  # called outside a tracked evaluation: nothing to decide
-                    computed[index] += 1
-                    return original(*args, **kwargs)
-                evaluation = tracker.evaluations
-                if last_evaluation[index] == evaluation:
-                    raise GenerationError(
-                        f"component {key!r} ran twice in one model evaluation (feed-forward chunking or a "
-                        "shared module?); caching needs one call per evaluation: disable the chunking"
-                    )
-                last_evaluation[index] = evaluation
+                compute, keep = handle._now[index]
                 branch = tracker.branch
+                eager = not torch.compiler.is_compiling()  # checks that read counters or versions
+                if eager and tracker.step >= 0:
+                    evaluation = tracker.evaluations
+                    if last_evaluation[index] == evaluation:
+                        raise GenerationError(
+                            f"component {key!r} ran twice in one model evaluation (feed-forward chunking or a "
+                            "shared module?); caching needs one call per evaluation: disable the chunking"
+                        )
+                    last_evaluation[index] = evaluation
                 signature = _input_signature(args, kwargs)
-                if not compute_table[step]:
+                if not compute:
                     entry = cache.get(branch)
                     if entry is not None and entry[0] == signature:
                         _, output, version = entry
-                        if version is not None and _version_of(output) != version:
+                        if eager and version is not None and _version_of(output) != version:
                             raise GenerationError(
                                 f"the model modified the output of {key!r} in place after it was cached; "
                                 "caching it would return a changed value; this model needs an adapter that "
                                 "caches another call"
                             )
+                        if eager and getattr(first_tensor(output), "requires_grad", False) and torch.is_grad_enabled():
+                            raise GenerationError(
+                                f"reusing {key!r} with gradients enabled would backpropagate into an earlier "
+                                "step's graph; generate under torch.no_grad() or torch.inference_mode()"
+                            )
                         reused[index] += 1
                         skipped[index] += macs.get(signature, 0)
-                        if not keep_table[step]:
+                        if not keep:
                             del cache[branch]
                         return output
                     refreshed[index] += 1
                 computed[index] += 1
-                keep = keep_table[step]
                 if not keep:
                     cache.pop(branch, None)
                 output = counted(original, args, kwargs, macs, signature, keep)
                 if keep:
-                    cache[branch] = (signature, output, _version_of(output))
+                    cache[branch] = (signature, output, _version_of(output) if eager else None)
                 return output
 
             return gate
@@ -352,6 +369,7 @@ class CacheHandle(Attachment):
     def reset(self) -> None:
         """Start a new generation at the next evaluation, drop cached values and zero the counts."""
         self._tracker.reset(clear_counts=True)
+        self._now = self._idle
         self._last_evaluation[:] = [0] * len(self._last_evaluation)
         self._release()
         self._counters.clear()

@@ -21,6 +21,7 @@ USE_TOY = textwrap.dedent(
     from smoothcache_toy_adapter import ToyDenoiser
     model = ToyDenoiser().eval()
     x = torch.randn(2, 5, 16)
+    @torch.no_grad()
     def sample():
         y = x
         for t in (900, 600, 300, 100):
