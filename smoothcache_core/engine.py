@@ -208,12 +208,14 @@ class CacheHandle(Attachment):
             tuple((True, False) if compute[c] is None else (compute[c][step], keep[c][step]) for c in range(count))
             for step in range(self._compiled.steps or 0)
         )
-        self._now = self._idle
+        self._now = list(self._idle)
 
     def _counted(self, original: Callable[..., Any], args: tuple, kwargs: dict, macs: dict, signature: Any, measure: bool) -> Any:
         """Call a component, measuring its MACs once per input signature when its value is kept,
         and always while another component's measurement runs around it (so nesting is exact)."""
         meter = self._meter
+        if torch.compiler.is_compiling():
+            return original(*args, **kwargs)
         if meter.active:
             output, own = meter.run(lambda: original(*args, **kwargs))
             macs.setdefault(signature, own)
@@ -232,17 +234,33 @@ class CacheHandle(Attachment):
         """The schedule resolved against this model's components."""
         return self._compiled
 
+    def _settle_compiled_calls(self) -> None:
+        """Count the calls of the evaluation that just ran which compiled gates did not count.
+
+        A compiled gate follows the step's decision without touching counters; its calls are counted
+        from that decision here (a refresh after a shape change then counts as a reuse).
+        """
+        evaluation = self._tracker.evaluations
+        if evaluation == 0 or self._tracker.step < 0:
+            return
+        counters = self._counters
+        for index, (compute, _keep) in enumerate(self._now):
+            if self._last_evaluation[index] != evaluation:
+                self._last_evaluation[index] = evaluation
+                (counters.computed if compute else counters.reused)[index] += 1
+
     def _observe(self, timestep: float, batch: int | None) -> None:
+        self._settle_compiled_calls()
         super()._observe(timestep, batch)
         steps = self._compiled.steps
         if steps is None:
             return
         step = self._tracker.step
         if step < steps:
-            self._now = self._decisions[step]
+            self._now[:] = self._decisions[step]  # in place: a compiled block guards on its own entries only
         else:
             self._tracker.reset()
-            self._now = self._idle
+            self._now[:] = self._idle
             raise GenerationError(
                 f"the schedule has {steps} steps but this generation has run more model evaluations; "
                 f"calibrate for the number of steps you sample with, or resample the schedule with "
@@ -263,7 +281,7 @@ class CacheHandle(Attachment):
 
     def _gate_factory(self, index: int) -> GateFactory:
         """Build the gate for component ``index``: all state it needs is bound once, here."""
-        handle, tracker = self, self._tracker
+        now, tracker = self._now, self._tracker
         compute_table = self._compiled.compute[index]
         cache = self._caches[index]
         macs = self._macs[index]
@@ -277,7 +295,9 @@ class CacheHandle(Attachment):
             if compute_table is None:
 
                 def always_compute(*args: Any, **kwargs: Any) -> Any:
-                    computed[index] += 1
+                    if not torch.compiler.is_compiling():
+                        computed[index] += 1
+                        last_evaluation[index] = tracker.evaluations
                     if meter.active:  # runs inside a measured component: keep its MACs apart
                         return meter.run(lambda: original(*args, **kwargs))[0]
                     return original(*args, **kwargs)
@@ -285,9 +305,11 @@ class CacheHandle(Attachment):
                 return always_compute
 
             def gate(*args: Any, **kwargs: Any) -> Any:
-                compute, keep = handle._now[index]
+                compute, keep = now[index]
                 branch = tracker.branch
-                eager = not torch.compiler.is_compiling()  # checks that read counters or versions
+                # Compiled code must not read counters or versions (a compiled block would specialise
+                # on them): it only follows the decision; its counts are settled from the plan.
+                eager = not torch.compiler.is_compiling()
                 if eager and tracker.step >= 0:
                     evaluation = tracker.evaluations
                     if last_evaluation[index] == evaluation:
@@ -312,13 +334,16 @@ class CacheHandle(Attachment):
                                 f"reusing {key!r} with gradients enabled would backpropagate into an earlier "
                                 "step's graph; generate under torch.no_grad() or torch.inference_mode()"
                             )
-                        reused[index] += 1
-                        skipped[index] += macs.get(signature, 0)
+                        if eager:
+                            reused[index] += 1
+                            skipped[index] += macs.get(signature, 0)
                         if not keep:
                             del cache[branch]
                         return output
-                    refreshed[index] += 1
-                computed[index] += 1
+                    if eager:
+                        refreshed[index] += 1
+                if eager:
+                    computed[index] += 1
                 if not keep:
                     cache.pop(branch, None)
                 output = counted(original, args, kwargs, macs, signature, keep)
@@ -338,6 +363,7 @@ class CacheHandle(Attachment):
         ``macs_skipped`` is what the reused calls would have cost (measured once per input shape).
         ``cache_bytes`` is the memory the cache holds now.
         """
+        self._settle_compiled_calls()
         counters = self._counters
         by_kind: dict[str, dict[str, int]] = {}
         for index, component in enumerate(self.components):
@@ -369,7 +395,7 @@ class CacheHandle(Attachment):
     def reset(self) -> None:
         """Start a new generation at the next evaluation, drop cached values and zero the counts."""
         self._tracker.reset(clear_counts=True)
-        self._now = self._idle
+        self._now[:] = self._idle
         self._last_evaluation[:] = [0] * len(self._last_evaluation)
         self._release()
         self._counters.clear()
