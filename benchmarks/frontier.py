@@ -153,9 +153,7 @@ class Method:
     enable: Callable[[], contextlib.AbstractContextManager]
 
 
-def _smoothcache_methods(case: Case) -> list[Method]:
-    profile = smoothcache.calibrate(case.model, case.calibrate)
-    case.extra["profile_samples"] = profile.samples
+def _smoothcache_methods(case: Case, profile: smoothcache.ErrorProfile) -> list[Method]:
     methods = []
     for family, kwargs in (
         ("smoothcache greedy (type)", {}),
@@ -173,27 +171,36 @@ def _smoothcache_methods(case: Case) -> list[Method]:
                 continue
             seen.add(tables)
             alpha = schedule.provenance.get("alpha")
-            setting = f"macs<={target}" + (f" (alpha {alpha:.3g})" if alpha is not None else "")
+            setting = f"macs<={target}" + (f" (alpha {alpha:.3g})" if alpha is not None and kwargs.get("method") != "optimal" else "")
             methods.append(Method(family, setting, lambda s=schedule: smoothcache.wrap(case.model, schedule=s)))
     keys = set(profile.schedule(alpha=0.0).tables)
     for interval in (2, 3):
         schedule = smoothcache.Schedule.fora(case.steps, interval, keys)
         methods.append(Method("FORA", f"n={interval}", lambda s=schedule: smoothcache.wrap(case.model, schedule=s)))
-    case.extra["greedy_type_schedules"] = [m for m in methods if m.family == "smoothcache greedy (type)"]
     return methods
 
 
-def _peer_methods(case: Case, unsupported: dict[str, str]) -> list[Method]:
+def _peer_methods(case: Case, profile: smoothcache.ErrorProfile, unsupported: dict[str, str]) -> list[Method]:
+    """Every peer over its sweep; the original SmoothCache helper gets smoothcache's greedy schedules."""
+    import dataclasses
+
     from benchmarks import peers
 
     methods = []
     for peer in peers.PEERS:
+        if isinstance(peer, peers.OriginalSmoothCache):
+            peer = dataclasses.replace(
+                peer, knob="macs<=", values=MAC_TARGETS, schedule_for=lambda _model, _steps, macs: profile.schedule(macs=macs)
+            )
         reason = peer.unsupported(case.model)
         if reason:
             unsupported[peer.name] = reason
             continue
         for value in peer.values:
-            methods.append(Method(peer.name, f"{peer.knob}={value}", lambda p=peer, v=value: p.apply(case.model, v, case.steps)))
+            methods.append(
+                Method(peer.name, f"{peer.knob}{value}" if peer.knob.endswith("=") else f"{peer.knob}={value}",
+                       lambda p=peer, v=value: p.apply(case.model, v, case.steps, calibrate=case.calibrate))
+            )
     return methods
 
 
@@ -230,8 +237,11 @@ def run_case(name: str) -> dict[str, Any]:
     reference_seconds = time.perf_counter() - start
     uncached = {"family": "uncached", "setting": "", "mac_fraction": 1.0, "time_ratio": 1.0, **_evaluate(case, reference, reference)}
     unsupported: dict[str, str] = {}
-    methods = _smoothcache_methods(case) + _peer_methods(case, unsupported)
+    with _quiet():
+        profile = smoothcache.calibrate(case.model, case.calibrate)
+    methods = _smoothcache_methods(case, profile) + _peer_methods(case, profile, unsupported)
     points = [uncached]
+    greedy_outputs: dict[str, torch.Tensor] = {}
     for method in methods:
         try:
             with _quiet(), method.enable():
@@ -245,20 +255,25 @@ def run_case(name: str) -> dict[str, Any]:
             continue
         if not torch.equal(outputs, timed):
             unsupported[f"{method.family} ({method.setting})"] = "not deterministic: two runs differ"
-        points.append(
-            {
-                "family": method.family,
-                "setting": method.setting,
-                "mac_fraction": macs / reference_macs,
-                "time_ratio": seconds / reference_seconds,
-                **_evaluate(case, outputs, reference),
-            }
-        )
+        point = {
+            "family": method.family,
+            "setting": method.setting,
+            "mac_fraction": macs / reference_macs,
+            "time_ratio": seconds / reference_seconds,
+            **_evaluate(case, outputs, reference),
+        }
+        target = method.setting.split(" ")[0]
+        if method.family == "smoothcache greedy (type)":
+            greedy_outputs[target] = outputs
+        elif method.family == "SmoothCache 0.1.1 helper" and target in greedy_outputs:
+            point["identical_to_smoothcache"] = bool(torch.equal(outputs, greedy_outputs[target]))
+        points.append(point)
     return {
         "case": name,
         "description": case.description,
         "steps": case.steps,
         "modality": case.modality,
+        "calibration_samples": profile.samples,
         "uncached_seconds": reference_seconds,
         "points": points,
         "unsupported": unsupported,

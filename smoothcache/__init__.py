@@ -76,12 +76,12 @@ def register_plugin(plugin: Any, name: str | None = None) -> None:
 
 
 def _as_model(model: Any) -> nn.Module:
-    """Accept a module, or a diffusers pipeline whose denoiser is ``pipe.transformer``."""
+    """Accept a module, a ``torch.compile``-d module (its original: gates go on the original's
+    sub-modules and the compiled wrapper traces them), or a pipeline whose denoiser is ``pipe.transformer``."""
+    if not isinstance(model, nn.Module):
+        model = getattr(model, "transformer", model)
     if isinstance(model, nn.Module):
-        return model
-    transformer = getattr(model, "transformer", None)
-    if isinstance(transformer, nn.Module):
-        return transformer
+        return getattr(model, "_orig_mod", model)
     raise WrapError(f"expected a torch.nn.Module (e.g. pipe.transformer), got {type(model).__name__}")
 
 
@@ -121,6 +121,9 @@ def wrap(
     model: nn.Module | Any,
     adapter: str | ModelAdapter | None = None,
     schedule: Schedule | Mapping | str | os.PathLike | None = None,
+    *,
+    sync_free: bool = False,
+    branches: int = 1,
 ) -> CacheHandle:
     """Cache ``model``'s components across sampling steps as ``schedule`` says.
 
@@ -128,10 +131,15 @@ def wrap(
     auto-detect. ``schedule``: a :class:`Schedule`, a dict (format v1 or the original SmoothCache
     JSON), a path to a ``.json`` file, or ``None`` to compute everything (counts only). If anything
     is wrong, an error says what and the model is left exactly as it was.
+
+    ``sync_free=True`` never reads the timestep on the host (no device synchronisation, for CUDA
+    graphs or ``torch.cuda.set_sync_debug_mode("error")``): every model evaluation is the next
+    step, ``branches`` calls per step (2 for guidance as two calls), and a generation ends after the
+    schedule's steps; call ``handle.reset()`` after an interrupted generation.
     """
     module = _as_model(model)
     parsed = _as_schedule(schedule)
-    return attach(module, resolve_adapter(module, adapter), parsed)
+    return attach(module, resolve_adapter(module, adapter), parsed, sync_free, branches)
 
 
 def calibrate(

@@ -21,8 +21,8 @@ GateFactory = Callable[[Callable[..., Any]], Callable[..., Any]]
 Uninstall = Callable[[], None]
 #: Installs a gate factory at one place in the model and returns how to undo it.
 Installer = Callable[[GateFactory], Uninstall]
-#: Receives the timestep and the batch size of every model evaluation.
-Observer = Callable[[float, "int | None"], None]
+#: Receives the raw timestep argument (tensor or number) and the batch size of every model evaluation.
+Observer = Callable[[Any, "int | None"], None]
 
 
 def install_on_forward(module: nn.Module) -> Installer:
@@ -149,6 +149,9 @@ class ForwardArgument:
     def attach(self, model: nn.Module, observe: Observer) -> Uninstall:
         """Call ``observe(timestep, batch)`` before every call of the module; return how to detach.
 
+        The timestep is passed as the model received it (tensor or number): reading its value is
+        the engine's decision (one host read per evaluation, or none when it counts evaluations).
+
         ``batch`` is the leading size of the call's first tensor argument (the latent batch for a
         root model, the timestep batch for a timestep embedder), used to group errors per sample.
         """
@@ -170,7 +173,7 @@ class ForwardArgument:
                     f"the model was called without {self.name!r}; smoothcache needs the timestep to "
                     "know the sampling step"
                 )
-            observe(timestep_value(value), _leading_size(args, kwargs))
+            observe(value, _leading_size(args, kwargs))
 
         handle = module.register_forward_pre_hook(read_timestep, with_kwargs=True)
         return handle.remove

@@ -19,7 +19,7 @@ from typing import Any, Callable, Sequence
 import torch
 from torch import nn
 
-from .adapter import Component, GateFactory, ModelAdapter, Uninstall
+from .adapter import Component, GateFactory, ModelAdapter, Uninstall, timestep_value
 from .errors import AdapterError, GenerationError, ScheduleError, WrapError
 from .macs import MacMeter
 from .schedule import CompiledSchedule, Schedule
@@ -92,13 +92,15 @@ def check_components(model: nn.Module, adapter: ModelAdapter) -> list[Component]
 class Attachment:
     """A step source and one gate per component on a model; installed atomically, removed exactly."""
 
-    def __init__(self, model: nn.Module, adapter: ModelAdapter, components: Sequence[Component]) -> None:
+    def __init__(
+        self, model: nn.Module, adapter: ModelAdapter, components: Sequence[Component], count_steps: int | None = None, branches: int = 1
+    ) -> None:
         self.model = model
         self.adapter = adapter
         self.components = tuple(components)
         #: Leading size of the step source's first tensor in the current evaluation.
         self.batch: int | None = None
-        self._tracker = StepTracker(self._on_new_generation)
+        self._tracker = StepTracker(self._on_new_generation, count_steps, branches)
         self._uninstalls: list[Uninstall] = []
         self._active = False
 
@@ -108,9 +110,12 @@ class Attachment:
     def _on_new_generation(self, previous_steps: int) -> None:
         """Called by the tracker when a generation starts (``previous_steps``: the last one's length)."""
 
-    def _observe(self, timestep: float, batch: int | None) -> None:
+    def _observe(self, timestep: Any, batch: int | None) -> None:
         self.batch = batch
-        self._tracker.observe(timestep)
+        if self._tracker.counting:
+            self._tracker.count()
+        else:
+            self._tracker.observe(timestep_value(timestep))
 
     def _install(self) -> None:
         """Attach the step source and all gates; on any failure undo everything done so far."""
@@ -189,8 +194,12 @@ class CacheHandle(Attachment):
         adapter: ModelAdapter,
         components: Sequence[Component],
         schedule: Schedule | None,
+        sync_free: bool = False,
+        branches: int = 1,
     ) -> None:
-        super().__init__(model, adapter, components)
+        if sync_free and schedule is None:
+            raise WrapError("sync_free=True counts steps against the schedule's length: pass a schedule")
+        super().__init__(model, adapter, components, schedule.steps if sync_free else None, branches)
         self.schedule = schedule
         count = len(self.components)
         self._compiled = schedule.compile(self.components) if schedule else CompiledSchedule.all_compute(count)
@@ -249,7 +258,7 @@ class CacheHandle(Attachment):
                 self._last_evaluation[index] = evaluation
                 (counters.computed if compute else counters.reused)[index] += 1
 
-    def _observe(self, timestep: float, batch: int | None) -> None:
+    def _observe(self, timestep: Any, batch: int | None) -> None:
         self._settle_compiled_calls()
         super()._observe(timestep, batch)
         steps = self._compiled.steps
@@ -440,12 +449,18 @@ def check_schedule_provenance(schedule: Schedule, adapter: ModelAdapter, model: 
             )
 
 
-def attach(model: nn.Module, adapter: ModelAdapter, schedule: Schedule | None) -> CacheHandle:
-    """Wrap ``model`` with ``adapter``'s components; nothing is changed if anything fails."""
+def attach(
+    model: nn.Module, adapter: ModelAdapter, schedule: Schedule | None, sync_free: bool = False, branches: int = 1
+) -> CacheHandle:
+    """Wrap ``model`` with ``adapter``'s components; nothing is changed if anything fails.
+
+    ``sync_free``: count evaluations instead of reading the timestep (no host synchronisation at
+    all); generations then end after the schedule's steps, with ``branches`` calls per step.
+    """
     components = check_components(model, adapter)
     if schedule is not None:
         check_schedule_provenance(schedule, adapter, model)
-    handle = CacheHandle(model, adapter, components, schedule)
+    handle = CacheHandle(model, adapter, components, schedule, sync_free, branches)
     handle._install()
     logger.debug("wrapped %s with %d components (adapter %s)", type(model).__name__, len(components), adapter.name)
     return handle

@@ -189,6 +189,37 @@ class ErrorProfile:
 
     __add__ = merge
 
+    def all_reduce(self, group: Any = None) -> ErrorProfile:
+        """The profile of every rank's calibration together (torch.distributed, any backend).
+
+        Each rank calibrates its own prompts; the sums, squares and counts are summed with one
+        collective, so every rank gets the profile a single process calibrating all prompts would.
+        The ranks must have calibrated the same model and steps (checked, with one more collective).
+        """
+        import torch.distributed as dist
+
+        identity = json.dumps([self.metadata.get(k) for k in (*_IDENTITY, "solver")] + [c.key for c in self.components] + [self.steps, self.lookahead])
+        identities: list[str | None] = [None] * dist.get_world_size(group)
+        dist.all_gather_object(identities, identity, group=group)
+        if len(set(identities)) > 1:
+            raise ProfileError("ranks calibrated different models, steps or lookaheads; their profiles cannot be combined")
+        moments = torch.stack([self.sums, self.sums_sq, self.counts.double()])
+        device = torch.device("cuda", torch.cuda.current_device()) if dist.get_backend(group) == "nccl" else torch.device("cpu")
+        total = moments.to(device)
+        dist.all_reduce(total, group=group)
+        total = total.cpu()
+        generations = torch.tensor([float(self.metadata.get("generations", 0))], device=device)
+        dist.all_reduce(generations, group=group)
+        return ErrorProfile(
+            self.components,
+            total[0],
+            total[1],
+            total[2].round().long(),
+            self.macs,
+            self.evaluation_macs,
+            {**self.metadata, "generations": int(generations.item())},
+        )
+
     # -- schedules ------------------------------------------------------------------------------
     def curves(self, granularity: str = "type", lookahead: int | None = None) -> tuple[list[str], list[np.ndarray], list[list[int]]]:
         """Keys, mean error curves ``[lag, step]`` and member component indices per schedule list.

@@ -63,7 +63,7 @@ class Recorder(Attachment):
         self._last_evaluation = [0] * count
 
     # -- tracking -------------------------------------------------------------------------------
-    def _observe(self, timestep: float, batch: int | None) -> None:
+    def _observe(self, timestep: Any, batch: int | None) -> None:
         super()._observe(timestep, batch)
         if self._on_evaluation is not None:
             self._on_evaluation()

@@ -16,15 +16,22 @@ from typing import Callable
 
 
 class StepTracker:
-    """Assigns every model evaluation its step and branch; plain Python, no tensors."""
+    """Assigns every model evaluation its step and branch; plain Python, no tensors.
 
-    def __init__(self, on_new_generation: Callable[[int], None]) -> None:
+    With ``steps`` given the tracker counts instead of reading timesteps: every evaluation is the
+    next step (after ``branches`` calls per step), and a generation ends after ``steps`` steps or at
+    :meth:`reset`. That needs no host read at all, at the price of trusting the call pattern.
+    """
+
+    def __init__(self, on_new_generation: Callable[[int], None], steps: int | None = None, branches: int = 1) -> None:
         """``on_new_generation(previous_steps)`` runs whenever a new generation starts.
 
         ``previous_steps`` is how many steps the generation before it ran (0 when there was none or
         it was ended by :meth:`reset`).
         """
         self._on_new_generation = on_new_generation
+        self._count_steps = steps
+        self._count_branches = branches
         self.step = -1
         self.branch = 0
         self.evaluations = 0
@@ -41,6 +48,21 @@ class StepTracker:
         self._last_timestep = None
         self.step = -1
         self.branch = 0
+
+    def count(self) -> None:
+        """Advance to the next evaluation by counting (for trackers built with ``steps``)."""
+        self.evaluations += 1
+        if self.step < 0 or (self.step + 1 >= self._count_steps and self.branch + 1 >= self._count_branches):
+            self._start_generation(None)
+        elif self.branch + 1 < self._count_branches:
+            self.branch += 1
+        else:
+            self.step += 1
+            self.branch = 0
+
+    @property
+    def counting(self) -> bool:
+        return self._count_steps is not None
 
     def observe(self, timestep: float) -> None:
         """Advance to the coordinates of a new model evaluation at ``timestep``."""
@@ -65,7 +87,7 @@ class StepTracker:
         self.step += 1
         self.branch = 0
 
-    def _start_generation(self, timestep: float) -> None:
+    def _start_generation(self, timestep: float | None) -> None:
         previous_steps = self.step + 1
         self.generations += 1
         self.step = 0
