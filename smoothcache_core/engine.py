@@ -364,6 +364,20 @@ class CacheHandle(Attachment):
 
         return make_gate
 
+    def decision_patterns(self) -> dict[str, int]:
+        """Distinct compute/reuse decisions each block sees over a generation (``blocks.3``: 3).
+
+        Under ``torch.compile`` a block is compiled once per pattern it meets (and per input layout),
+        whatever the number of steps; with regional compilation all blocks of one class share one
+        code object, so ``torch._dynamo.config.cache_size_limit`` (default 8) must be at least the
+        sum of these for every pattern to stay compiled (the rest would run eagerly).
+        """
+        blocks: dict[str, list[int]] = {}
+        for index, component in enumerate(self.components):
+            blocks.setdefault(f"{component.block_kind}.{component.index}", []).append(index)
+        decisions = self._decisions or (self._idle,)
+        return {block: len({tuple(step[i] for i in members) for step in decisions}) for block, members in blocks.items()}
+
     def stats(self) -> dict[str, Any]:
         """Counts since the last reset: component calls computed and reused, per kind and per stack.
 
