@@ -132,6 +132,9 @@ def wrap(
     JSON), a path to a ``.json`` file, or ``None`` to compute everything (counts only). If anything
     is wrong, an error says what and the model is left exactly as it was.
 
+    Given a pipeline (``wrap(pipe)``), every pipeline call also starts a new generation (its
+    scheduler's ``set_timesteps`` is watched), even after an interrupted one.
+
     ``sync_free=True`` never reads the timestep on the host (no device synchronisation, for CUDA
     graphs or ``torch.cuda.set_sync_debug_mode("error")``): every model evaluation is the next
     step, ``branches`` calls per step (2 for guidance as two calls), and a generation ends after the
@@ -139,7 +142,16 @@ def wrap(
     """
     module = _as_model(model)
     parsed = _as_schedule(schedule)
-    return attach(module, resolve_adapter(module, adapter), parsed, sync_free, branches)
+    handle = attach(module, resolve_adapter(module, adapter), parsed, sync_free, branches)
+    _watch_pipeline(model, handle)
+    return handle
+
+
+def _watch_pipeline(model: Any, handle: Any) -> None:
+    """Given a pipeline, every call of its scheduler's ``set_timesteps`` starts a new generation."""
+    scheduler = getattr(model, "scheduler", None)
+    if not isinstance(model, nn.Module) and callable(getattr(scheduler, "set_timesteps", None)):
+        handle.watch_generation_start(scheduler)
 
 
 def calibrate(
@@ -161,7 +173,7 @@ def calibrate(
     module = _as_model(model)
     if solver is None and getattr(model, "scheduler", None) is not None:
         solver = type(model.scheduler).__name__
-    return record(module, resolve_adapter(module, adapter), run, lookahead, solver, on_evaluation)
+    return record(module, resolve_adapter(module, adapter), run, lookahead, solver, on_evaluation, lambda r: _watch_pipeline(model, r))
 
 
 def mac_report(

@@ -30,25 +30,31 @@ def install_on_forward(module: nn.Module) -> Installer:
 
     Uninstalling restores the previous state exactly: a pre-existing instance ``forward`` (set by
     another library before us) is put back, otherwise the instance attribute is removed so the class
-    method shows through again.
+    method shows through again. A wrapper added after ours that keeps the forward it replaced as
+    ``_old_forward`` (accelerate's hooks: CPU offload, device maps) keeps working: it gets the
+    original forward back in place of our gate.
     """
 
     def install(make_gate: GateFactory) -> Uninstall:
         had_own = "forward" in module.__dict__
         previous = module.__dict__.get("forward")
-        gate = make_gate(module.forward)
+        original = module.forward
+        gate = make_gate(original)
         module.forward = gate
 
         def uninstall() -> None:
-            if module.__dict__.get("forward") is not gate:
+            if module.__dict__.get("forward") is gate:
+                if had_own:
+                    module.forward = previous
+                else:
+                    del module.forward
+            elif module.__dict__.get("_old_forward") is gate:
+                module._old_forward = original
+            else:
                 raise AdapterError(
                     f"{type(module).__name__}.forward was replaced by something else after smoothcache "
                     "wrapped it; remove that wrapper first, then unwrap"
                 )
-            if had_own:
-                module.forward = previous
-            else:
-                del module.forward
 
         return uninstall
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import threading
 import warnings
 import weakref
 from typing import Any, Callable, Sequence
@@ -68,12 +69,40 @@ def _version_of(value: Any) -> int | None:
     return tensor._version
 
 
+#: diffusers hook modules that cache outputs across steps: two caches on one model would decide apart.
+_FOREIGN_CACHE_HOOKS = ("first_block_cache", "faster_cache", "mag_cache", "pyramid_attention_broadcast", "taylorseer_cache", "sea_cache")
+
+
+def foreign_caches(model: nn.Module) -> list[str]:
+    """Where another step cache is active on ``model`` (diffusers' cache hooks), by module path."""
+    found = ["the model (enable_cache)"] if getattr(model, "is_cache_enabled", False) is True else []
+    for path, module in model.named_modules():
+        hooks = getattr(getattr(module, "_diffusers_hook", None), "hooks", None) or {}
+        for hook in hooks.values():
+            if type(hook).__module__.rsplit(".", 1)[-1] in _FOREIGN_CACHE_HOOKS:
+                found.append(f"{path or 'the model'} ({type(hook).__name__})")
+    return found
+
+
 def check_components(model: nn.Module, adapter: ModelAdapter) -> list[Component]:
     """The adapter's components for ``model``, checked before anything is installed."""
     if not isinstance(model, nn.Module):
         raise WrapError(f"expected a torch.nn.Module (e.g. pipe.transformer), got {type(model).__name__}")
     if model in _ATTACHED_MODELS:
         raise WrapError("this model is already wrapped by smoothcache; call unwrap() on its handle first")
+    foreign = foreign_caches(model)
+    if foreign:
+        raise WrapError(
+            f"another step cache is active on this model: {', '.join(foreign[:3])}; two caches would make "
+            "different decisions for the same step: call transformer.disable_cache() (or remove those hooks) "
+            "before smoothcache.wrap, or use only one of them"
+        )
+    if model.training:
+        warnings.warn(
+            f"{type(model).__name__} is in training mode (dropout, gradients): reused outputs would be wrong "
+            "for training; call model.eval() for inference",
+            stacklevel=4,
+        )
     components = list(adapter.components(model))
     if not components:
         raise AdapterError(f"adapter {adapter.name!r} found no cacheable components in {type(model).__name__}")
@@ -110,6 +139,14 @@ class Attachment:
     def _on_new_generation(self, previous_steps: int) -> None:
         """Called by the tracker when a generation starts (``previous_steps``: the last one's length)."""
 
+    @torch.compiler.disable
+    def _after_evaluation(self, _module: nn.Module, _args: tuple, output: Any) -> None:
+        """Runs after every root call, also when it raised (``output`` is then None): an interrupted
+        generation leaves nothing behind, the next evaluation starts a new generation."""
+        if output is None:
+            self._tracker.reset()
+            self._release()
+
     def _observe(self, timestep: Any, batch: int | None) -> None:
         self.batch = batch
         if self._tracker.counting:
@@ -122,6 +159,8 @@ class Attachment:
         try:
             source = self.adapter.step_source(self.model)
             self._uninstalls.append(source.attach(self.model, self._observe))
+            finished = self.model.register_forward_hook(self._after_evaluation, always_call=True)
+            self._uninstalls.append(finished.remove)
             for index, component in enumerate(self.components):
                 self._uninstalls.append(component.install(self._gate_factory(index)))
                 if component.module is not None:
@@ -148,6 +187,36 @@ class Attachment:
     @property
     def active(self) -> bool:
         return self._active
+
+    def new_generation(self) -> None:
+        """End the current generation: the next evaluation starts a new one (cached values
+        dropped, counts kept)."""
+        tracker = self._tracker
+        if tracker.step >= 0:
+            self._on_new_generation(tracker.step + 1)
+        tracker.reset()
+        self._release()
+
+    def watch_generation_start(self, owner: Any, method: str = "set_timesteps") -> None:
+        """Start a new generation whenever ``owner.method`` is called (a pipeline's scheduler sets
+        its timesteps once per generation): robust even when a generation was interrupted before
+        its timestep changed. Undone by :meth:`unwrap`."""
+        original = getattr(owner, method)
+        had_own = method in vars(owner)
+
+        def starting(*args: Any, **kwargs: Any) -> Any:
+            self.new_generation()
+            return original(*args, **kwargs)
+
+        setattr(owner, method, starting)
+
+        def restore() -> None:
+            if had_own:
+                setattr(owner, method, original)
+            else:
+                delattr(owner, method)
+
+        self._uninstalls.append(restore)
 
     def unwrap(self) -> nn.Module:
         """Restore every original forward and hook exactly; return the model."""
@@ -209,6 +278,8 @@ class CacheHandle(Attachment):
         self._macs = [measured.setdefault(c.key, {}) for c in self.components]
         self._last_evaluation = [0] * count
         self._meter = MacMeter()
+        self._lock = threading.Lock()
+        self._owner: int | None = None  # the thread whose generation is in progress
         # (compute, keep) of every component, per step, decided once here; the gates only read the
         # current step's tuple, so a compiled block sees a handful of booleans, never the step number.
         self._idle = ((True, False),) * count
@@ -258,7 +329,24 @@ class CacheHandle(Attachment):
                 self._last_evaluation[index] = evaluation
                 (counters.computed if compute else counters.reused)[index] += 1
 
+    def _generation_open(self) -> bool:
+        """Whether a generation is part-way: its cached values belong to the thread running it."""
+        steps, step = self._compiled.steps, self._tracker.step
+        return steps is not None and 0 <= step < steps - 1
+
     def _observe(self, timestep: Any, batch: int | None) -> None:
+        with self._lock:
+            thread = threading.get_ident()
+            if self._owner not in (None, thread) and self._generation_open():
+                raise GenerationError(
+                    "two threads are generating with one wrapped model at once, which would mix their cached "
+                    "values; wrap one copy of the model per thread, serialise the generations, or call "
+                    "handle.reset() if the other thread's generation was abandoned"
+                )
+            self._owner = thread
+            self._observe_locked(timestep, batch)
+
+    def _observe_locked(self, timestep: Any, batch: int | None) -> None:
         self._settle_compiled_calls()
         super()._observe(timestep, batch)
         steps = self._compiled.steps
@@ -418,7 +506,6 @@ class CacheHandle(Attachment):
     def reset(self) -> None:
         """Start a new generation at the next evaluation, drop cached values and zero the counts."""
         self._tracker.reset(clear_counts=True)
-        self._now[:] = self._idle
         self._last_evaluation[:] = [0] * len(self._last_evaluation)
         self._release()
         self._counters.clear()
@@ -426,6 +513,8 @@ class CacheHandle(Attachment):
     def _release(self) -> None:
         for cache in self._caches:
             cache.clear()
+        self._now[:] = self._idle
+        self._owner = None
 
     def __enter__(self) -> CacheHandle:
         return self

@@ -228,16 +228,20 @@ def record(
     lookahead: int = 3,
     solver: str | None = None,
     on_evaluation: Callable[[], None] | None = None,
+    prepare: Callable[[Recorder], None] | None = None,
 ) -> ErrorProfile:
     """Attach a recorder, call ``run()``, detach (also on error or interrupt) and return the profile.
 
-    ``on_evaluation`` is called at the start of every model evaluation (e.g. to advance a progress bar).
+    ``on_evaluation`` is called at the start of every model evaluation (e.g. to advance a progress
+    bar); ``prepare`` gets the attached recorder first (e.g. to watch a pipeline's scheduler).
     """
     if not isinstance(lookahead, int) or isinstance(lookahead, bool) or lookahead < 1:
         raise CalibrationError(f"lookahead must be a positive integer, got {lookahead!r}")
     recorder = Recorder(model, adapter, check_components(model, adapter), lookahead, on_evaluation)
     recorder._install()
     try:
+        if prepare is not None:
+            prepare(recorder)
         with torch.no_grad():
             run()
     except BaseException:  # interrupted or failed: leave the model as it was, write nothing

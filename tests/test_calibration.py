@@ -69,6 +69,7 @@ class Drifting(torch.nn.Module):
         self.proj = torch.nn.Linear(4, 4)
         self.register_buffer("moving", torch.tensor(moving, dtype=torch.float32)[:, None])
         self.nan_at = nan_at
+        self.eval()
 
     def forward(self, x, t):
         if self.nan_at is not None and float(t) == self.nan_at:

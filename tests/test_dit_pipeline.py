@@ -236,7 +236,7 @@ class _InPlaceAdapter:
 
 def test_in_place_modification_of_a_cached_output_is_an_error():
     """A model that edits a sub-module's output in place would corrupt the cache: refused loudly."""
-    model = _InPlaceModel()
+    model = _InPlaceModel().eval()
     with smoothcache.wrap(model, adapter=_InPlaceAdapter(), schedule={"proj": [1, 0, 1]}), torch.no_grad():
         model(torch.randn(2, 4), torch.tensor(900))
         with pytest.raises(GenerationError, match="modified the output of 'proj' in place"):

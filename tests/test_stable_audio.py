@@ -169,7 +169,7 @@ def test_tools_model_inside_its_wrappers_is_found(tools_model):
         def forward(self, x, t, **kwargs):
             return self.model(x, t, **kwargs)
 
-    wrapper = DiTWrapper(tools_model)
+    wrapper = DiTWrapper(tools_model).eval()
     with smoothcache.wrap(wrapper, schedule={"ff": [1, 0, 1, 1, 1, 1, 1, 1]}) as handle:
         assert handle.adapter.name == "stable-audio"
         sample_tools(wrapper, STEPS)
