@@ -110,7 +110,7 @@ def sample_dit(transformer, steps: int, label: int = 7, seed: int = 0, guidance:
     scheduler.set_timesteps(steps)
     side = transformer.config.sample_size
     device = transformer.device
-    latents = torch.randn(1, 4, side, side, generator=torch.Generator().manual_seed(seed)).to(device)
+    latents = torch.randn(1, 4, side, side, generator=torch.Generator().manual_seed(seed)).to(device, transformer.dtype)
     labels = torch.tensor([label, transformer.config.num_embeds_ada_norm], device=device)
     with torch.no_grad():
         for t in scheduler.timesteps:

@@ -189,12 +189,9 @@ class Attachment:
         return self._active
 
     def new_generation(self) -> None:
-        """End the current generation: the next evaluation starts a new one (cached values
-        dropped, counts kept)."""
-        tracker = self._tracker
-        if tracker.step >= 0:
-            self._on_new_generation(tracker.step + 1)
-        tracker.reset()
+        """End the current generation (finished or abandoned): the next evaluation starts a new one,
+        with cached values dropped and counts kept."""
+        self._tracker.reset()
         self._release()
 
     def watch_generation_start(self, owner: Any, method: str = "set_timesteps") -> None:

@@ -82,6 +82,12 @@ class Recorder(Attachment):
             self._lengths.append(previous_steps)
         for history in self._history:
             history.clear()
+
+    def new_generation(self) -> None:
+        """A pipeline call starts: the generation before it (if any) ends with the steps it ran."""
+        if self._tracker.step >= 0:
+            self._lengths.append(self._tracker.step + 1)
+        super().new_generation()
         self._buffers.clear()
 
     # -- recording ------------------------------------------------------------------------------

@@ -140,11 +140,11 @@ class Schedule:
         """Load a JSON schedule (v1 or original). Never unpickles anything."""
         path = Path(path)
         try:
-            text = path.read_text(encoding="utf-8")
+            raw = path.read_bytes()
         except OSError as error:
             raise ScheduleError(f"cannot read schedule {str(path)!r}: {error.strerror or error}") from error
         try:
-            data = json.loads(text)
+            data = json.loads(raw.decode("utf-8"))
         except (json.JSONDecodeError, UnicodeDecodeError) as error:
             raise ScheduleError(f"schedule {str(path)!r} is not valid JSON ({error}); regenerate or fix the file") from error
         return cls.from_dict(data)

@@ -1,0 +1,246 @@
+"""Composition with other hooks, faults, threads, dtypes and grad modes: never a silent mix of caches."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+import torch
+from helpers import assert_pristine, zeros
+from test_dit_pipeline import ATTN, FF, STEPS, generate
+
+import smoothcache
+from smoothcache import GenerationError, WrapError
+from smoothcache.reference.pipelines import dit_pipeline, dit_transformer, sample_dit
+
+ALL = {"attn1": [1] * STEPS, "ff": [1] * STEPS}
+SKIP = {"attn1": ATTN, "ff": FF}
+
+
+# -- composition ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("order", ["offload-then-wrap", "wrap-then-offload"])
+def test_model_cpu_offload_composes(order):
+    plain = dit_pipeline("tiny")
+    plain.set_progress_bar_config(disable=True)
+    plain.enable_model_cpu_offload(device="cpu")
+    reference = generate(plain, 0)
+
+    pipe = dit_pipeline("tiny")
+    pipe.set_progress_bar_config(disable=True)
+    if order == "offload-then-wrap":
+        pipe.enable_model_cpu_offload(device="cpu")
+    handle = smoothcache.wrap(pipe.transformer, schedule=ALL)
+    if order == "wrap-then-offload":
+        pipe.enable_model_cpu_offload(device="cpu")
+    assert torch.equal(generate(pipe, 0), reference)
+    handle.unwrap()
+    assert hasattr(pipe.transformer, "_hf_hook")  # accelerate's hook survives our unwrap
+    assert torch.equal(generate(pipe, 0), reference)
+
+
+def test_sequential_cpu_offload_composes():
+    plain = dit_pipeline("tiny")
+    plain.set_progress_bar_config(disable=True)
+    try:
+        plain.enable_sequential_cpu_offload(device="cpu")
+        reference = generate(plain, 0)
+    except Exception as error:  # accelerate's meta-device offload needs an accelerator here
+        pytest.skip(f"sequential offload does not run without smoothcache on this machine: {type(error).__name__}")
+    pipe = dit_pipeline("tiny")
+    pipe.set_progress_bar_config(disable=True)
+    pipe.enable_sequential_cpu_offload(device="cpu")
+    with smoothcache.wrap(pipe.transformer, schedule=ALL):
+        assert torch.equal(generate(pipe, 0), reference)
+    assert torch.equal(generate(pipe, 0), reference)
+
+
+def test_accelerate_hook_added_after_wrap_keeps_working_after_unwrap():
+    from accelerate.hooks import ModelHook, add_hook_to_module
+
+    class Doubling(ModelHook):
+        def post_forward(self, module, output):
+            return output * 2
+
+    model = dit_transformer("tiny")
+    reference = sample_dit(model, STEPS)
+    attention = model.transformer_blocks[0].attn1
+    handle = smoothcache.wrap(model, schedule=ALL)
+    add_hook_to_module(attention, Doubling())  # wraps our gate
+    hooked = sample_dit(model, STEPS)
+    handle.unwrap()
+    assert torch.equal(sample_dit(model, STEPS), hooked)  # accelerate's hook still runs, on the original forward
+    assert not torch.equal(hooked, reference)
+
+
+@pytest.mark.parametrize("how", ["first_block_cache", "pyramid_attention_broadcast"])
+def test_diffusers_cache_hooks_are_refused_with_the_fix(how):
+    from diffusers.hooks import (
+        FirstBlockCacheConfig,
+        PyramidAttentionBroadcastConfig,
+        apply_first_block_cache,
+        apply_pyramid_attention_broadcast,
+    )
+
+    model = dit_transformer("tiny")
+    if how == "first_block_cache":  # hooks on the blocks
+        apply_first_block_cache(model, FirstBlockCacheConfig(threshold=0.1))
+    else:  # hooks on the attention modules smoothcache would gate
+        apply_pyramid_attention_broadcast(
+            model, PyramidAttentionBroadcastConfig(spatial_attention_block_skip_range=2, current_timestep_callback=lambda: 500)
+        )
+    modules = [m for block in model.transformer_blocks for m in (block.attn1, block.ff)]
+    before = [m.__dict__.get("forward") for m in modules]
+    with pytest.raises(WrapError, match=r"another step cache is active on this model: .*disable_cache"):
+        smoothcache.wrap(model, schedule=SKIP)
+    assert [m.__dict__.get("forward") for m in modules] == before  # nothing of ours installed
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+def test_low_precision_all_compute_is_bit_identical_and_reuse_is_finite(dtype):
+    model = dit_transformer("tiny").to(dtype)
+
+    def run():
+        with torch.no_grad():
+            return sample_dit(model, STEPS)
+
+    reference = run()
+    with smoothcache.wrap(model, schedule=ALL):
+        assert torch.equal(run(), reference)
+    with smoothcache.wrap(model, schedule=SKIP) as handle:
+        cached = run()
+        assert handle.stats()["reused"] == (zeros(ATTN) + zeros(FF)) * 2
+    assert torch.isfinite(cached).all() and not torch.equal(cached, reference)
+
+
+def test_inference_mode_and_no_grad_give_the_same_result():
+    model = dit_transformer("tiny")
+    with smoothcache.wrap(model, schedule=SKIP):
+        with torch.no_grad():
+            no_grad = sample_dit(model, STEPS)
+        with torch.inference_mode():
+            inference = sample_dit(model, STEPS)
+    assert torch.equal(no_grad, inference)
+
+
+def test_train_mode_warns_and_reuse_with_gradients_is_refused():
+    model = dit_transformer("tiny").train()
+    with pytest.warns(UserWarning, match="training mode"):
+        handle = smoothcache.wrap(model, schedule={"attn1": [1, 0, 1]})
+    x, labels = torch.randn(2, 4, 8, 8), torch.tensor([1, 1000])
+    model(x, timestep=torch.tensor([900, 900]), class_labels=labels)
+    with pytest.raises(GenerationError, match="gradients enabled.*torch.no_grad"):
+        model(x, timestep=torch.tensor([500, 500]), class_labels=labels)
+    handle.unwrap()
+    assert_pristine(model)
+
+
+def test_lora_style_adapter_added_after_wrap_is_used():
+    class LoRALinear(torch.nn.Module):
+        def __init__(self, base: torch.nn.Linear) -> None:
+            super().__init__()
+            self.base = base
+            self.down = torch.nn.Linear(base.in_features, 2, bias=False)
+            self.up = torch.nn.Linear(2, base.out_features, bias=False)
+            torch.nn.init.normal_(self.up.weight, std=0.5)
+
+        def forward(self, x):
+            return self.base(x) + self.up(self.down(x))
+
+    def add_lora(model):
+        torch.manual_seed(3)
+        for block in model.transformer_blocks:
+            block.attn1.to_q = LoRALinear(block.attn1.to_q)
+
+    wrapped, reference = dit_transformer("tiny"), dit_transformer("tiny")
+    with smoothcache.wrap(wrapped, schedule=SKIP):
+        add_lora(wrapped)  # after wrap, as a user loading an adapter would
+        cached = sample_dit(wrapped, STEPS)
+    add_lora(reference)
+    with smoothcache.wrap(reference, schedule=SKIP):
+        expected = sample_dit(reference, STEPS)
+    assert torch.equal(cached, expected)
+
+
+# -- faults --------------------------------------------------------------------------------------
+
+
+class FailOnce:
+    """A forward hook that raises once at the ``at``-th call of its module."""
+
+    def __init__(self, at: int) -> None:
+        self.at, self.calls = at, 0
+
+    def __call__(self, module, args, output):
+        self.calls += 1
+        if self.calls == self.at:
+            raise RuntimeError("component failed")
+
+
+@pytest.mark.parametrize("at", [1, 4])
+def test_an_exception_inside_a_component_leaves_no_stale_state(at):
+    model = dit_transformer("tiny")
+    with smoothcache.wrap(model, schedule=SKIP):
+        fresh = sample_dit(model, STEPS)
+    hook = model.transformer_blocks[1].ff.register_forward_hook(FailOnce(at))
+    with smoothcache.wrap(model, schedule=SKIP):
+        with pytest.raises(RuntimeError, match="component failed"):
+            sample_dit(model, STEPS)
+        after = sample_dit(model, STEPS)
+    hook.remove()
+    assert torch.equal(after, fresh)
+
+
+def test_an_exception_in_a_user_callback_at_the_first_step_leaves_no_stale_state(audio_pipe):
+    """Stable Audio's callback raises right after step 0; the next call repeats step 0's timestep."""
+    from test_stable_audio import ATTN1, ATTN2
+    from test_stable_audio import FF as AUDIO_FF
+    from test_stable_audio import generate as generate_audio
+
+    schedule = {"attn1": ATTN1, "attn2": ATTN2, "ff": AUDIO_FF}
+    with smoothcache.wrap(audio_pipe, schedule=schedule):
+        fresh = generate_audio(audio_pipe, 0)
+
+    def callback(step, timestep, latents):
+        raise KeyboardInterrupt
+
+    with smoothcache.wrap(audio_pipe, schedule=schedule):
+        with pytest.raises(KeyboardInterrupt):
+            audio_pipe("a dog barking in the rain", negative_prompt="low quality noise", num_inference_steps=len(ATTN1),
+                       audio_end_in_s=5.0, generator=torch.Generator().manual_seed(0), callback=callback)
+        after = generate_audio(audio_pipe, 0)
+    assert torch.equal(after, fresh)
+    assert_pristine(audio_pipe.transformer)
+
+
+def test_two_threads_on_one_wrapped_model_are_detected():
+    model = dit_transformer("tiny")
+    first_step_done, go_on = threading.Event(), threading.Event()
+    errors: list[BaseException] = []
+
+    def pause_after_first_evaluation(module, args, output):
+        if not first_step_done.is_set():
+            first_step_done.set()
+            go_on.wait(timeout=30)
+
+    hook = model.register_forward_hook(pause_after_first_evaluation)
+
+    def generate_in_thread():
+        try:
+            sample_dit(model, STEPS, seed=1)
+        except BaseException as error:  # noqa: BLE001 - collected for the assertion below
+            errors.append(error)
+
+    with smoothcache.wrap(model, schedule=SKIP) as handle:
+        worker = threading.Thread(target=generate_in_thread)
+        worker.start()
+        assert first_step_done.wait(timeout=30)
+        with pytest.raises(GenerationError, match="two threads are generating with one wrapped model"):
+            sample_dit(model, STEPS, seed=2)
+        go_on.set()
+        worker.join(timeout=60)
+        assert not errors
+        handle.reset()
+        sample_dit(model, STEPS, seed=3)  # after the other thread finished, this thread may generate
+    hook.remove()
