@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from helpers import assert_pristine
+from helpers import ProjAdapter, assert_pristine
 
 import smoothcache
 from smoothcache import CalibrationError, ErrorProfile, ProfileError
@@ -77,17 +77,8 @@ class Drifting(torch.nn.Module):
         return self.proj(x + self.moving * t / 1000)
 
 
-class DriftingAdapter:
-    name = "drifting"
-
-    def matches(self, model):
-        return isinstance(model, Drifting)
-
-    def components(self, model):
-        return [smoothcache.Component.of_module(model.proj, key="proj", kind="ffn", name="proj", block_kind="blocks", index=0)]
-
-    def step_source(self, model):
-        return smoothcache.ForwardArgument("t", 1)
+def DriftingAdapter() -> ProjAdapter:
+    return ProjAdapter(Drifting)
 
 
 def drive(model, timesteps=(900.0, 700.0, 500.0, 300.0, 100.0), x=None):

@@ -6,7 +6,7 @@ import json
 
 import pytest
 import torch
-from helpers import assert_pristine, zeros
+from helpers import ProjAdapter, assert_pristine, zeros
 
 import smoothcache
 from smoothcache import GenerationError, Schedule
@@ -221,23 +221,10 @@ class _InPlaceModel(torch.nn.Module):
         return x + out
 
 
-class _InPlaceAdapter:
-    name = "in-place"
-
-    def matches(self, model):
-        return isinstance(model, _InPlaceModel)
-
-    def components(self, model):
-        return [smoothcache.Component.of_module(model.proj, key="proj", kind="ffn", name="proj", block_kind="blocks", index=0)]
-
-    def step_source(self, model):
-        return smoothcache.ForwardArgument("t", 1)
-
-
 def test_in_place_modification_of_a_cached_output_is_an_error():
     """A model that edits a sub-module's output in place would corrupt the cache: refused loudly."""
     model = _InPlaceModel().eval()
-    with smoothcache.wrap(model, adapter=_InPlaceAdapter(), schedule={"proj": [1, 0, 1]}), torch.no_grad():
+    with smoothcache.wrap(model, adapter=ProjAdapter(_InPlaceModel), schedule={"proj": [1, 0, 1]}), torch.no_grad():
         model(torch.randn(2, 4), torch.tensor(900))
         with pytest.raises(GenerationError, match="modified the output of 'proj' in place"):
             model(torch.randn(2, 4), torch.tensor(500))
