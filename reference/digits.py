@@ -132,10 +132,11 @@ def digit_accuracy(images: Tensor, labels: Tensor | list[int], classifier: Digit
 
 def training_scheduler():
     """The DDPM noise schedule the DiT was trained with (diffusers defaults: linear betas, 1000 steps,
-    epsilon prediction, samples clipped to [-1, 1]); samplers are built from its config."""
+    epsilon prediction); samplers are built from its config. Predicted clean images are not clipped:
+    with guidance 3 clipping them at every DDIM step drops the classifier's accuracy from 1.0 to 0.62."""
     from diffusers import DDPMScheduler
 
-    return DDPMScheduler()
+    return DDPMScheduler(clip_sample=False)
 
 
 def load_digits_dit():

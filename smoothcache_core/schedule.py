@@ -218,12 +218,18 @@ def write_text_atomic(path: Path, text: str) -> None:
 
 
 def write_bytes_atomic(path: Path, data: bytes) -> None:
-    """Write bytes to a temporary file in the same folder, then rename it over ``path``."""
+    """Write bytes to a temporary file in the same folder, then rename it over ``path``.
+
+    The file gets the permissions a plain ``open`` would give it (0666 less the umask), not the
+    owner-only 0600 of the temporary file: shipped and shared schedules must be readable by others."""
     path.parent.mkdir(parents=True, exist_ok=True)
     handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    umask = os.umask(0)
+    os.umask(umask)
     try:
         with os.fdopen(handle, "wb") as file:
             file.write(data)
+        os.chmod(temporary, 0o666 & ~umask)
         os.replace(temporary, path)
     except BaseException:
         os.unlink(temporary)

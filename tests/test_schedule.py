@@ -45,6 +45,18 @@ def test_save_is_atomic_and_leaves_no_temporary_files(tmp_path):
     assert [p.name for p in target.parent.iterdir()] == ["s.json"]
 
 
+def test_saved_files_get_umask_permissions_not_owner_only(tmp_path):
+    import os
+    import stat
+
+    previous = os.umask(0o022)
+    try:
+        Schedule({"attn": [1, 0, 1]}).save(tmp_path / "s.json")
+    finally:
+        os.umask(previous)
+    assert stat.S_IMODE((tmp_path / "s.json").stat().st_mode) == 0o644
+
+
 def test_resolution_most_specific_first():
     compiled = Schedule({"attn": [1, 0, 1], "attn-1": [1, 1, 1], "blocks.0.mlp": [1, 0, 0]}).compile(components())
     assert compiled.compute == ((True, False, True), (True, False, False), None, None)
