@@ -447,19 +447,38 @@ def markdown(results: dict[str, Any], command: str) -> str:
     return "\n".join(lines) + "\n"
 
 
+def summary_table(results: dict[str, Any], speedup: float = 2.0) -> str:
+    """One Markdown table over the cases: each family's PSNR (SNR for audio) at ``speedup``."""
+    families = list(dict.fromkeys(f for result in results.values() for f in _families(result) if f != "uncached"))
+    measures = {name: "snr_db" if result["modality"] == "audio" else "psnr_db" for name, result in results.items()}
+    lines = ["| method | " + " | ".join(f"{name} ({measures[name].replace('_db', '')})" for name in results) + " |"]
+    lines.append("|" + "---|" * (len(results) + 1))
+    for family in families:
+        cells = []
+        for name, result in results.items():
+            points = _families(result).get(family)
+            value = at_speedup(points, speedup, measures[name]) if points else None
+            cells.append("not run" if points is None else "< 2x" if value is None else f"{value:.1f}")
+        lines.append(f"| {family} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--cases", nargs="+", default=list(CASES), choices=list(CASES))
+    parser.add_argument("--report-only", action="store_true", help="rewrite the plots, BENCHMARKS.md and the summary from frontier.json")
     args = parser.parse_args()
     torch.manual_seed(0)
-    previous = RESULTS / "frontier.json"
-    results = json.loads(previous.read_text())["cases"] if previous.exists() else {}
-    for name in args.cases:
+    path = RESULTS / "frontier.json"
+    results = json.loads(path.read_text())["cases"] if path.exists() else {}
+    for name in [] if args.report_only else args.cases:
         results[name] = run_case(name)
-        path = write_results("frontier", {"cases": results})  # after every case: a long run keeps its work
-        plot_case(results[name], path.parent / f"frontier-{name}.png")
+        write_results("frontier", {"cases": results})  # after every case: a long run keeps its work
     results = {name: results[name] for name in CASES if name in results}
+    for name, result in results.items():
+        plot_case(result, RESULTS / f"frontier-{name}.png")
     (ROOT / "BENCHMARKS.md").write_text(markdown(results, "python -m benchmarks.frontier --cases <case>"))
+    print(summary_table(results))
     print(f"wrote {path}, the plots and BENCHMARKS.md")
 
 

@@ -6,7 +6,7 @@ sample is, so "still the same picture" is checked on content, not only on pixels
 
 1. ``smoothcache inspect``: the adapter, the cacheable components and their share of the MACs;
 2. ``smoothcache calibrate``: the error profile of 4 generations (curves PNG);
-3. ``smoothcache schedule``: the schedule that keeps half the MACs (JSON + heat-map PNG);
+3. ``smoothcache schedule``: the paper's greedy schedule that keeps half the MACs (JSON + heat-map PNG);
 4. ``smoothcache compare``: cached vs uncached on new seeds (time, MACs, PSNR/SSIM, side by side);
 5. the two lines in Python, and the classifier reading the cached and uncached digits.
 
@@ -36,8 +36,7 @@ def main() -> int:
     journey = [
         ["inspect", MODEL],
         ["calibrate", MODEL, "--steps", str(STEPS), "--samples", "4", "-o", str(profile), "--plot", str(OUT / "digits-errors.png")],
-        ["schedule", str(profile), "--macs", "0.5", "--granularity", "block", "--method", "optimal",
-         "-o", str(schedule), "--plot", str(OUT / "digits-schedule.png")],
+        ["schedule", str(profile), "--macs", "0.5", "-o", str(schedule), "--plot", str(OUT / "digits-schedule.png")],
         ["compare", MODEL, "--schedule", str(schedule), "--seed", "100", "--samples", "2", "-o", str(OUT)],
     ]
     for arguments in journey:
