@@ -29,6 +29,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import os
 import time
 import warnings
 from dataclasses import dataclass
@@ -126,16 +127,13 @@ def _video_case(steps: int) -> Case:
     classifier = digits.load_digit_classifier()
     labels = [label for label in range(10) for _ in range(5)]
     calibration_labels = [label for label in range(10) for _ in range(1)]
-    real, _ = moving_digits.moving_digits("test")
-    with torch.no_grad():
-        real_features = classifier.features(real.transpose(1, 2).flatten(0, 1))
 
     def frames(videos: torch.Tensor) -> torch.Tensor:
         return videos.transpose(1, 2).flatten(0, 1)  # [B, 1, T, H, W] -> [B*T, 1, H, W]
 
-    def accuracy(videos: torch.Tensor) -> float:
-        per_frame = torch.tensor(labels).repeat_interleave(videos.shape[2])
-        return digits.digit_accuracy(frames(videos), per_frame, classifier)
+    real, _ = moving_digits.moving_digits("test")
+    with torch.no_grad():
+        real_features = classifier.features(frames(real))
 
     return Case(
         name="moving-digits-rflow",
@@ -147,7 +145,7 @@ def _video_case(steps: int) -> Case:
         calibrate=lambda: moving_digits.sample_moving_digits(model, table, calibration_labels, steps, seed=0),
         features=lambda videos: classifier.features(frames(videos) * 2 - 1),
         real_features=real_features,
-        accuracy=accuracy,
+        accuracy=lambda videos: moving_digits.frame_accuracy(videos, labels, classifier)[0],
         profile=f"moving-digits-stdit3-rflow-{steps}",
     )
 
@@ -246,19 +244,20 @@ def _evaluate(case: Case, outputs: torch.Tensor, reference: torch.Tensor | None)
 
 @contextlib.contextmanager
 def _quiet() -> Iterator[None]:
-    with warnings.catch_warnings(), contextlib.redirect_stdout(open("/dev/null", "w")):
+    with warnings.catch_warnings(), open(os.devnull, "w") as sink, contextlib.redirect_stdout(sink):
         warnings.simplefilter("ignore")
         yield
 
 
-def _profile(case: Case) -> smoothcache.ErrorProfile:
-    """The shipped profile of the case, or (before ``scripts/make_schedules.py`` made it) a calibration."""
+def _profile(case: Case) -> tuple[smoothcache.ErrorProfile, str]:
+    """The shipped profile of the case, or (before ``scripts/make_schedules.py`` made it) a
+    calibration; and where it came from."""
     from smoothcache import schedules
 
     if case.profile in schedules.names():
-        return schedules.profile(case.profile)
+        return schedules.profile(case.profile), case.profile
     with _quiet():
-        return smoothcache.calibrate(case.model, case.calibrate)
+        return smoothcache.calibrate(case.model, case.calibrate), "calibrated in the run"
 
 
 def _measure(case: Case) -> tuple[torch.Tensor, int, float]:
@@ -278,7 +277,7 @@ def run_case(name: str) -> dict[str, Any]:
         **_evaluate(case, case.generate(RESAMPLE_SEED), None),
     }
     unsupported: dict[str, str] = {}
-    profile = _profile(case)
+    profile, profile_source = _profile(case)
     methods = _smoothcache_methods(case, profile) + _peer_methods(case, profile, unsupported)
     points = [uncached, resampled]
     greedy_outputs: dict[str, torch.Tensor] = {}
@@ -307,18 +306,12 @@ def run_case(name: str) -> dict[str, Any]:
         "description": case.description,
         "steps": case.steps,
         "modality": case.modality,
-        "profile": case.profile if case.profile in _shipped() else "calibrated in the run",
+        "profile": profile_source,
         "calibration_samples": profile.samples,
         "uncached_seconds": reference_seconds,
         "points": points,
         "unsupported": unsupported,
     }
-
-
-def _shipped() -> list[str]:
-    from smoothcache import schedules
-
-    return schedules.names()
 
 
 def _quality_keys(result: dict[str, Any]) -> tuple[str, str]:

@@ -152,6 +152,36 @@ def stable_audio_transformer(size: str = "tiny", seed: int = 0, conditioning_wid
     ).eval()
 
 
+def stable_audio_rotary_embedding(model) -> tuple[torch.Tensor, torch.Tensor]:
+    """RoPE as ``StableAudioPipeline`` builds it for ``model``: half the head dimension, frames + 1
+    positions (the prepended global token)."""
+    from diffusers.models.embeddings import get_1d_rotary_pos_embed
+
+    config = model.config
+    return get_1d_rotary_pos_embed(config.attention_head_dim // 2, config.sample_size + 1, use_real=True, repeat_interleave_real=False)
+
+
+def denoise_stable_audio(
+    model, scheduler, latents: torch.Tensor, encoder_hidden_states: torch.Tensor, global_hidden_states: torch.Tensor,
+    guidance: float, generator: torch.Generator,
+) -> torch.Tensor:
+    """``StableAudioPipeline``'s denoising loop on a bare ``StableAudioDiTModel``: one call per step on
+    the batch [uncond, cond] (the conditioning tensors already hold both halves), the timestep
+    positionally with shape [1], ``scale_model_input``, guidance on the output, ``scheduler.step`` with
+    ``generator`` (it seeds the SDE noise). ``scheduler`` has its timesteps set; returns the latents."""
+    rotary = tuple(part.to(latents.device) for part in stable_audio_rotary_embedding(model))
+    with torch.no_grad():
+        for t in scheduler.timesteps:
+            latent_in = scheduler.scale_model_input(torch.cat([latents, latents]), t)
+            out = model(
+                latent_in, t.unsqueeze(0), encoder_hidden_states=encoder_hidden_states,
+                global_hidden_states=global_hidden_states, rotary_embedding=rotary, return_dict=False,
+            )[0]
+            uncond, cond = out.chunk(2)
+            latents = scheduler.step(uncond + guidance * (cond - uncond), t, latents, generator=generator).prev_sample
+    return latents
+
+
 def stable_audio_pipeline(size: str = "tiny", seed: int = 0):
     """A ``StableAudioPipeline`` of tiny parts: T5 encoder and tokenizer, projection model, Oobleck VAE,
     ``CosineDPMSolverMultistepScheduler`` (as Stable Audio Open) and a StableAudioDiTModel."""

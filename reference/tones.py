@@ -113,42 +113,25 @@ def tones_conditioning() -> tuple[torch.Tensor, torch.Tensor]:
     return tensors["class_embeddings"], tensors["global_embedding"]
 
 
-def tones_rotary_embedding(model) -> tuple[torch.Tensor, torch.Tensor]:
-    """RoPE as ``StableAudioPipeline`` builds it: half the head dimension, frames + 1 positions (the
-    prepended global token)."""
-    from diffusers.models.embeddings import get_1d_rotary_pos_embed
-
-    config = model.config
-    return get_1d_rotary_pos_embed(config.attention_head_dim // 2, config.sample_size + 1, use_real=True, repeat_interleave_real=False)
-
-
 def sample_tones(model, labels: torch.Tensor | Sequence[int], steps: int, seed: int = 0, guidance: float = GUIDANCE) -> torch.Tensor:
     """Generate one waveform ``[N, 1, SAMPLES]`` in [-1, 1] per label.
 
-    The loop is ``StableAudioPipeline``'s: one transformer call per step on the batch [uncond, cond],
-    the timestep positionally with shape [1], ``scale_model_input``, guidance on the output, then
-    ``scheduler.step`` with the generator that drew the initial noise (it seeds the SDE noise).
+    The loop is ``StableAudioPipeline``'s (``pipelines.denoise_stable_audio``), with the generator
+    that drew the initial noise also seeding the SDE noise.
     """
+    from .pipelines import denoise_stable_audio
+
     labels = torch.as_tensor(labels, dtype=torch.long)
     device, dtype = model.device, model.dtype
     classes, global_vector = tones_conditioning()
     cond = classes[labels].unsqueeze(1)
     encoder_hidden_states = torch.cat([torch.zeros_like(cond), cond]).to(device, dtype)
     global_hidden_states = global_vector.expand(2 * len(labels), 1, -1).to(device, dtype)
-    rotary = tuple(part.to(device) for part in tones_rotary_embedding(model))
 
     scheduler = tones_scheduler()
     scheduler.set_timesteps(steps, device=device)
     generator = torch.Generator().manual_seed(seed)
     shape = (len(labels), model.config.in_channels, model.config.sample_size)
     latents = (torch.randn(shape, generator=generator) * scheduler.init_noise_sigma).to(device, dtype)
-    with torch.no_grad():
-        for t in scheduler.timesteps:
-            latent_in = scheduler.scale_model_input(torch.cat([latents] * 2), t)
-            out = model(
-                latent_in, t.unsqueeze(0), encoder_hidden_states=encoder_hidden_states,
-                global_hidden_states=global_hidden_states, rotary_embedding=rotary, return_dict=False,
-            )[0]
-            uncond_out, cond_out = out.chunk(2)
-            latents = scheduler.step(uncond_out + guidance * (cond_out - uncond_out), t, latents, generator=generator).prev_sample
+    latents = denoise_stable_audio(model, scheduler, latents, encoder_hidden_states, global_hidden_states, guidance, generator)
     return from_frames(latents.float().cpu()).clamp(-1, 1)

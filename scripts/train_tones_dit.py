@@ -29,6 +29,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from smoothcache.reference.pipelines import stable_audio_rotary_embedding
 from smoothcache.reference.tones import (
     CLASSES,
     CONDITIONING_FILE,
@@ -40,7 +41,6 @@ from smoothcache.reference.tones import (
     sample_tones,
     to_frames,
     tones_dataset,
-    tones_rotary_embedding,
 )
 
 SIGMA_MIN, SIGMA_MAX, SIGMA_DATA = 0.01, 30.0, 0.3
@@ -120,7 +120,7 @@ def train(args: argparse.Namespace) -> None:
     schedule = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda step: min(1.0, (step + 1) / warmup) * (0.55 + 0.45 * math.cos(math.pi * step / args.steps))
     )
-    rotary = tones_rotary_embedding(model)
+    rotary = stable_audio_rotary_embedding(model)
     generator = torch.Generator().manual_seed(args.seed + 2)
     validation = validation_batch()
     log_sigma_range = (math.log(SIGMA_MIN), math.log(SIGMA_MAX))

@@ -13,11 +13,11 @@ from typing import Callable
 import pytest
 import torch
 from torch import nn
-from torch.utils.flop_counter import FlopCounterMode
 
 import smoothcache
 from benchmarks import peers
 from smoothcache.reference import pipelines
+from smoothcache_core.macs import flop_counter
 
 from helpers import assert_pristine
 
@@ -37,9 +37,8 @@ PACKAGES = {peers.DBCache: "cache_dit", peers.OriginalSmoothCache: "SmoothCache"
 
 def sample_stable_audio(model: nn.Module, steps: int, seed: int = 0, guidance: float = 7.0) -> torch.Tensor:
     """StableAudioPipeline's denoising loop on the bare transformer: cosine DPM-Solver++, guidance as
-    one batch [uncond, cond], the timestep positionally with shape [1]."""
+    one batch [uncond, cond], random conditioning."""
     from diffusers import CosineDPMSolverMultistepScheduler
-    from diffusers.models.embeddings import get_1d_rotary_pos_embed
 
     scheduler = CosineDPMSolverMultistepScheduler(
         sigma_min=0.3, sigma_max=500, sigma_data=1.0, sigma_schedule="exponential", solver_order=2,
@@ -52,19 +51,7 @@ def sample_stable_audio(model: nn.Module, steps: int, seed: int = 0, guidance: f
     text = torch.randn(1, 3, config.cross_attention_input_dim, generator=generator)
     encoder_hidden_states = torch.cat([torch.zeros_like(text), text])
     global_hidden_states = torch.randn(1, 1, config.global_states_input_dim, generator=generator).expand(2, 1, -1)
-    rotary = get_1d_rotary_pos_embed(
-        config.attention_head_dim // 2, config.sample_size + 1, use_real=True, repeat_interleave_real=False
-    )
-    with torch.no_grad():
-        for t in scheduler.timesteps:
-            latent_in = scheduler.scale_model_input(torch.cat([latents, latents]), t)
-            out = model(
-                latent_in, t.unsqueeze(0), encoder_hidden_states=encoder_hidden_states,
-                global_hidden_states=global_hidden_states, rotary_embedding=rotary, return_dict=False,
-            )[0]
-            uncond, cond = out.chunk(2)
-            latents = scheduler.step(uncond + guidance * (cond - uncond), t, latents, generator=generator).prev_sample
-    return latents
+    return pipelines.denoise_stable_audio(model, scheduler, latents, encoder_hidden_states, global_hidden_states, guidance, generator)
 
 
 BUILDERS: dict[str, tuple[Callable[[], nn.Module], Callable[[nn.Module, int, int], torch.Tensor]]] = {
@@ -75,7 +62,7 @@ BUILDERS: dict[str, tuple[Callable[[], nn.Module], Callable[[nn.Module, int, int
 
 
 def counted(generate: Callable[[], torch.Tensor]) -> tuple[torch.Tensor, int]:
-    counter = FlopCounterMode(display=False)
+    counter = flop_counter()
     with counter:
         output = generate()
     return output, counter.get_total_flops()
