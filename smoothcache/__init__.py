@@ -37,6 +37,7 @@ from smoothcache_core import (
     attach,
     check_components,
     count_macs,
+    probe as probe_steps,
     record,
 )
 
@@ -64,6 +65,7 @@ __all__ = [
     "calibrate",
     "hookimpl",
     "mac_report",
+    "probe",
     "register_plugin",
     "resolve_adapter",
     "wrap",
@@ -174,6 +176,27 @@ def calibrate(
     if solver is None and getattr(model, "scheduler", None) is not None:
         solver = type(model.scheduler).__name__
     return record(module, resolve_adapter(module, adapter), run, lookahead, solver, on_evaluation, lambda r: _watch_pipeline(model, r))
+
+
+def probe(
+    model: nn.Module | Any,
+    profile: ErrorProfile,
+    generate: Callable[[], Any],
+    adapter: str | ModelAdapter | None = None,
+    probes: int | None = None,
+    on_probe: Callable[[], None] | None = None,
+) -> ErrorProfile:
+    """``profile`` with the step sensitivity measured: how much the final output moves when every
+    component reuses at one step. ``profile.schedule(..., weighting="sensitivity")`` then spends
+    reuse where the output tolerates it; ``profile.step_weights()`` shows the measured weights.
+
+    ``generate()`` runs one seeded generation of the profile's steps and returns the output tensor
+    (e.g. ``lambda: pipe(..., generator=torch.Generator().manual_seed(0), output_type="pt").images``);
+    it runs twice uncached and once per probed step: every interior step, or ``probes`` evenly
+    spaced ones (weights are interpolated between them). ``on_probe`` is called after each probe.
+    """
+    module = _as_model(model)
+    return probe_steps(module, resolve_adapter(module, adapter), profile, generate, probes, on_probe)
 
 
 def mac_report(

@@ -73,6 +73,11 @@ def _parser() -> argparse.ArgumentParser:
     calibrate.add_argument("--steps", type=int, help="sampling steps (default: the workload's)")
     calibrate.add_argument("--samples", type=int, default=10, help="calibration generations, seeds 0..samples-1 (default 10)")
     calibrate.add_argument("--lookahead", type=int, default=3, help="largest lag k measured (default 3)")
+    calibrate.add_argument(
+        "--probes", type=int, default=0,
+        help="also probe how much the output moves when reusing at N evenly spaced steps (N + 2 more generations of seed 0; "
+        "N >= steps - 2 probes every step; default 0: off)",
+    )
     calibrate.add_argument("--plot", help="also write a PNG of the error curves")
     calibrate.add_argument("-o", "--output", required=True, help="profile file (.safetensors)")
 
@@ -85,6 +90,10 @@ def _parser() -> argparse.ArgumentParser:
     schedule.add_argument("--granularity", choices=("type", "block"), default="type")
     schedule.add_argument("--method", choices=("greedy", "optimal"), default="greedy")
     schedule.add_argument("--lookahead", type=int, help="use lags up to this (default: the profile's)")
+    schedule.add_argument(
+        "--weighting", choices=("uniform", "sensitivity"), default="uniform",
+        help="weigh every step's error alike, as the paper (default), or by the sensitivity probed with calibrate --probes",
+    )
     schedule.add_argument("--plot", help="also write a PNG heat-map (component x step)")
     schedule.add_argument("-o", "--output", required=True, help="schedule file (.json)")
 
@@ -190,19 +199,27 @@ def cmd_calibrate(args: argparse.Namespace) -> None:
                 workload.generate(seed, steps)
 
         profile = smoothcache.calibrate(workload.model, run, adapter=adapter, lookahead=args.lookahead, solver=workload.solver, on_evaluation=bar.update)
+    if args.probes < 0:
+        raise WorkloadError("--probes must be 0 (off) or a number of steps to probe")
+    if args.probes:
+        probes = None if args.probes >= profile.steps - 2 else args.probes
+        with tqdm(total=min(args.probes, profile.steps - 2), desc="probing", unit="generation", file=sys.stderr) as bar:
+            profile = smoothcache.probe(workload.model, profile, lambda: workload.generate(0, steps), adapter=adapter, probes=probes, on_probe=bar.update)
     profile.save(args.output)
     if args.plot:
         profile.plot(args.plot)
     print(
         f"wrote {args.output}: {len(profile.components)} components, {profile.steps} steps, lookahead {profile.lookahead}, "
         f"{args.samples} generations ({profile.samples} per-sample errors per step), solver {profile.metadata.get('solver')}"
+        + (f", sensitivity probed at {int((profile.probe_counts > 0).sum())} steps" if profile.probed else "")
     )
 
 
 def cmd_schedule(args: argparse.Namespace) -> None:
     profile = ErrorProfile.load(args.profile)
     schedule = profile.schedule(
-        args.alpha, speedup=args.speedup, macs=args.macs, granularity=args.granularity, method=args.method, lookahead=args.lookahead
+        args.alpha, speedup=args.speedup, macs=args.macs, granularity=args.granularity, method=args.method, lookahead=args.lookahead,
+        weighting=args.weighting,
     )
     schedule.save(args.output)
     if args.plot:
@@ -212,7 +229,8 @@ def cmd_schedule(args: argparse.Namespace) -> None:
     provenance = schedule.provenance
     alpha = f", alpha {provenance['alpha']:.4g}" if provenance.get("alpha") is not None else ""
     print(
-        f"wrote {args.output}: {len(schedule.tables)} lists x {schedule.steps} steps ({args.method}, {args.granularity}{alpha}); "
+        f"wrote {args.output}: {len(schedule.tables)} lists x {schedule.steps} steps ({args.method}, {args.granularity}, "
+        f"{provenance['weighting']} weighting{alpha}); "
         f"MAC fraction {provenance['mac_fraction']:.3f}, ideal speedup {provenance['ideal_speedup']:.2f}x"
     )
 

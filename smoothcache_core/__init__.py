@@ -23,6 +23,7 @@ from .macs import MacCount, MacReport, count_macs
 from .profile import ErrorProfile
 from .recorder import record
 from .schedule import CompiledSchedule, Schedule
+from .sensitivity import probe
 from .tracker import StepTracker
 
 __all__ = [
@@ -54,4 +55,5 @@ __all__ = [
     "handle_of",
     "install_on_forward",
     "model_fingerprint",
+    "probe",
 ]

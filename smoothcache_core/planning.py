@@ -7,8 +7,13 @@ step ``i + l`` (NaN where unknown, which never allows reuse). Pure numpy; no mod
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Sequence
 
 import numpy as np
+
+#: Moving-average window over steps for the step weights: one probe is one batch, and its noise is
+#: larger than the weight's change from one step to the next.
+SMOOTHING_WINDOW = 5
 
 
 def greedy_scan(rows: np.ndarray, alpha: float) -> list[int]:
@@ -157,3 +162,33 @@ def optimal_counts(plans: list[CurvePlan], costs: list[int], weights: list[float
             total = first
         counts[members[0]] = total
     return counts
+
+
+def step_weights(final_errors: np.ndarray, probed: np.ndarray, component_errors: np.ndarray) -> np.ndarray:
+    """Per step, the final-output error per unit of component error, interpolated between probes,
+    smoothed, and scaled to a mean of 1 (so weighted errors stay on the scale of the paper's α).
+
+    ``final_errors[s]``: mean final relative error of reusing at step ``s`` (where ``probed[s]``);
+    ``component_errors[s]``: the components' mean error of reusing step ``s - 1`` at step ``s``.
+    """
+    steps = len(final_errors)
+    known = probed & np.isfinite(component_errors)
+    if not known.any():
+        raise ValueError("no probed step has a measured component error")
+    positions = np.flatnonzero(known)
+    ratios = np.where(component_errors[known] > 0, final_errors[known] / np.maximum(component_errors[known], 1e-12), 0.0)
+    weights = np.interp(np.arange(steps), positions, ratios)
+    padded = np.pad(weights, SMOOTHING_WINDOW // 2, mode="edge")
+    smoothed = np.convolve(padded, np.ones(SMOOTHING_WINDOW) / SMOOTHING_WINDOW, mode="valid")
+    mean = smoothed.mean()
+    return smoothed / mean if mean > 0 else np.ones(steps)
+
+
+def weighted_rows(rows: np.ndarray, weights: Sequence[float] | np.ndarray) -> np.ndarray:
+    """``rows[l - 1, i] * weights[i + l]``: an error curve in units of the final sample's error."""
+    weights = np.asarray(weights, dtype=np.float64)
+    lags, steps = rows.shape
+    result = np.full_like(rows, np.nan)
+    for lag in range(1, lags + 1):
+        result[lag - 1, : steps - lag] = rows[lag - 1, : steps - lag] * weights[lag:]
+    return result

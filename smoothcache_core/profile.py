@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import math
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
@@ -24,12 +24,14 @@ from safetensors.torch import save as save_safetensors
 from .adapter import ComponentSpec
 from .errors import ProfileError, ScheduleError
 from .macs import MacCount, MacReport
-from .planning import estimated_error, greedy_scan, optimal_counts, plan_curve
+from .planning import estimated_error, greedy_scan, optimal_counts, plan_curve, step_weights, weighted_rows
 from .schedule import Schedule, has_single_stack, type_key, write_bytes_atomic
 
 FORMAT = "smoothcache.profile"
 VERSION = 1
 _METADATA_KEY = "smoothcache"
+#: How schedules weigh a step's error: all alike (the paper), or by the probed sensitivity of the final sample.
+WEIGHTINGS = ("uniform", "sensitivity")
 #: Metadata that must agree for two profiles to merge.
 _IDENTITY = ("adapter", "model_class", "config_fingerprint")
 
@@ -54,6 +56,10 @@ class ErrorProfile:
     macs: tuple[int, ...]  # MACs of one call of each component (calibration batch)
     evaluation_macs: int  # MACs of one whole model evaluation (calibration batch)
     metadata: Mapping[str, Any] = field(default_factory=dict)
+    #: Probes (see ``smoothcache_core.sensitivity``): per step, the sum and count of the final output's
+    #: relative error when every component reuses at that step; None if the profile was not probed.
+    probe_sums: torch.Tensor | None = None  # float64 [steps]
+    probe_counts: torch.Tensor | None = None  # int64 [steps]
 
     def __post_init__(self) -> None:
         shape = tuple(self.sums.shape)
@@ -68,6 +74,13 @@ class ErrorProfile:
         keys = [c.key for c in self.components]
         if len(set(keys)) != len(keys):
             raise ProfileError("profile lists a component twice; the file is corrupt")
+        if (self.probe_sums is None) != (self.probe_counts is None):
+            raise ProfileError("profile has probe sums without counts (or the reverse); the file is corrupt")
+        if self.probe_sums is not None:
+            if tuple(self.probe_sums.shape) != (shape[2],) or tuple(self.probe_counts.shape) != (shape[2],):
+                raise ProfileError(f"profile probes have shape {tuple(self.probe_sums.shape)}; expected one value per step ({shape[2]})")
+            if bool((self.probe_counts < 0).any()) or not bool(torch.isfinite(self.probe_sums).all() and (self.probe_sums >= 0).all()):
+                raise ProfileError("profile probes hold negative or non-finite values; the file is corrupt")
 
     # -- statistics -----------------------------------------------------------------------------
     @property
@@ -90,6 +103,32 @@ class ErrorProfile:
         counts = self.counts.double()
         variance = (self.sums_sq - self.sums.square() / counts.clamp_min(1)) / (counts - 1).clamp_min(1)
         return torch.where(counts > 1, variance.clamp_min(0).sqrt(), torch.full_like(self.sums, math.nan))
+
+    @property
+    def probed(self) -> bool:
+        """Whether the step sensitivity was probed (schedules can then weigh errors by it)."""
+        return self.probe_counts is not None and bool((self.probe_counts > 0).any())
+
+    def with_probes(self, sums: torch.Tensor, counts: torch.Tensor) -> ErrorProfile:
+        """This profile with probe results added to those it already holds."""
+        if self.probe_sums is not None:
+            sums, counts = self.probe_sums + sums, self.probe_counts + counts
+        return replace(self, probe_sums=sums.double(), probe_counts=counts.long())
+
+    def step_weights(self) -> np.ndarray:
+        """Per step, how much the final sample moves per unit of component error (mean 1), from the probes."""
+        if not self.probed:
+            raise ScheduleError(
+                "the profile has no probes, so it cannot weigh steps by sensitivity; probe it "
+                "(smoothcache.probe(model, profile, generate) or `smoothcache calibrate --probes N`) or use weighting='uniform'"
+            )
+        counts = self.probe_counts.numpy()
+        finals = self.probe_sums.numpy() / np.maximum(counts, 1)
+        lag1 = self.mean[:, 0].numpy()  # [components, steps]: reusing step s at step s + 1
+        known = np.isfinite(lag1)
+        mean = np.where(known, lag1, 0).sum(axis=0) / np.maximum(known.sum(axis=0), 1)
+        component_errors = np.concatenate(([np.nan], np.where(known.any(axis=0), mean, np.nan)[:-1]))
+        return step_weights(finals, counts > 0, component_errors)
 
     @property
     def samples(self) -> int:
@@ -119,6 +158,9 @@ class ErrorProfile:
             "std": self.std.contiguous(),
             "macs": torch.tensor(self.macs, dtype=torch.int64),
         }
+        if self.probe_sums is not None:
+            tensors["probe_sum"] = self.probe_sums.double().contiguous()
+            tensors["probe_count"] = self.probe_counts.long().contiguous()
         return save_safetensors(tensors, metadata={_METADATA_KEY: json.dumps(self._header())})
 
     def save(self, path: str | os.PathLike) -> None:
@@ -146,6 +188,8 @@ class ErrorProfile:
                 macs=tuple(int(v) for v in tensors["macs"].tolist()),
                 evaluation_macs=int(header["evaluation_macs"]),
                 metadata=metadata,
+                probe_sums=tensors["probe_sum"].double() if "probe_sum" in tensors else None,
+                probe_counts=tensors["probe_count"].long() if "probe_count" in tensors else None,
             )
         except ProfileError:
             raise
@@ -177,7 +221,7 @@ class ErrorProfile:
         metadata = dict(self.metadata)
         metadata["generations"] = int(self.metadata.get("generations", 0)) + int(other.metadata.get("generations", 0))
         metadata["solver"] = next(iter(solvers), None)
-        return ErrorProfile(
+        merged = ErrorProfile(
             self.components,
             self.sums + other.sums,
             self.sums_sq + other.sums_sq,
@@ -185,7 +229,10 @@ class ErrorProfile:
             self.macs,
             self.evaluation_macs,
             metadata,
+            self.probe_sums,
+            self.probe_counts,
         )
+        return merged if other.probe_sums is None else merged.with_probes(other.probe_sums, other.probe_counts)
 
     __add__ = merge
 
@@ -198,11 +245,13 @@ class ErrorProfile:
         """
         import torch.distributed as dist
 
-        identity = json.dumps([self.metadata.get(k) for k in (*_IDENTITY, "solver")] + [c.key for c in self.components] + [self.steps, self.lookahead])
+        identity = json.dumps(
+            [self.metadata.get(k) for k in (*_IDENTITY, "solver")] + [c.key for c in self.components] + [self.steps, self.lookahead, self.probe_sums is not None]
+        )
         identities: list[str | None] = [None] * dist.get_world_size(group)
         dist.all_gather_object(identities, identity, group=group)
         if len(set(identities)) > 1:
-            raise ProfileError("ranks calibrated different models, steps or lookaheads; their profiles cannot be combined")
+            raise ProfileError("ranks calibrated different models, steps or lookaheads, or only some probed; their profiles cannot be combined")
         moments = torch.stack([self.sums, self.sums_sq, self.counts.double()])
         device = torch.device("cuda", torch.cuda.current_device()) if dist.get_backend(group) == "nccl" else torch.device("cpu")
         total = moments.to(device)
@@ -210,6 +259,11 @@ class ErrorProfile:
         total = total.cpu()
         generations = torch.tensor([float(self.metadata.get("generations", 0))], device=device)
         dist.all_reduce(generations, group=group)
+        probes = None
+        if self.probe_sums is not None:
+            probes = torch.stack([self.probe_sums, self.probe_counts.double()]).to(device)
+            dist.all_reduce(probes, group=group)
+            probes = probes.cpu()
         return ErrorProfile(
             self.components,
             total[0],
@@ -218,6 +272,8 @@ class ErrorProfile:
             self.macs,
             self.evaluation_macs,
             {**self.metadata, "generations": int(generations.item())},
+            None if probes is None else probes[0],
+            None if probes is None else probes[1].round().long(),
         )
 
     # -- schedules ------------------------------------------------------------------------------
@@ -272,6 +328,7 @@ class ErrorProfile:
         granularity: str = "type",
         method: str = "greedy",
         lookahead: int | None = None,
+        weighting: str = "uniform",
     ) -> Schedule:
         """A schedule from this profile, without running the model.
 
@@ -284,6 +341,11 @@ class ErrorProfile:
         curve a dynamic program over steps gives the least error for every number of computes,
         and an exact knapsack over the curves (grouped by equal MAC cost) spends the budget where
         it removes the most error.
+
+        ``weighting="uniform"`` is the paper's measure. ``"sensitivity"`` (a probed profile) multiplies
+        each error by the probed weight of the step where the stale value is used, so both methods
+        rank reuse by its effect on the final sample. It is not the default: on the reference digits
+        DiT it helps at some budgets and samplers and hurts at others (benchmarks/results/sensitivity.md).
         """
         targets = [name for name, value in (("alpha", alpha), ("speedup", speedup), ("macs", macs)) if value is not None]
         if len(targets) != 1:
@@ -294,7 +356,12 @@ class ErrorProfile:
             macs = 1.0 / speedup
         if macs is not None and not 0 < macs <= 1:
             raise ScheduleError(f"macs is the fraction of MACs to keep, in (0, 1]; got {macs}")
+        if weighting not in WEIGHTINGS:
+            raise ScheduleError(f"weighting must be one of {WEIGHTINGS}, got {weighting!r}")
         keys, curves, members = self.curves(granularity, lookahead)
+        if weighting == "sensitivity":
+            weights = self.step_weights()
+            curves = [weighted_rows(curve, weights) for curve in curves]
         group_macs = [sum(self.macs[i] for i in group) for group in members]
         if method == "greedy":
             if alpha is not None:
@@ -317,6 +384,7 @@ class ErrorProfile:
             "lookahead": lookahead or self.lookahead,
             "granularity": granularity,
             "method": method,
+            "weighting": weighting,
             "alpha": alpha,
             "target_macs": macs,
             "mac_fraction": fraction,

@@ -25,8 +25,8 @@ def journey(tmp_path_factory, dit_pipeline_dir):
     folder = tmp_path_factory.mktemp("journey")
     model = str(dit_pipeline_dir)
     results = {
-        "calibrate": run("calibrate", model, "--steps", "8", "--samples", "2", "--scheduler", "ddim", "-o", str(folder / "p.safetensors"), "--plot", str(folder / "curves.png")),
-        "schedule": run("schedule", str(folder / "p.safetensors"), "--speedup", "1.4", "-o", str(folder / "s.json"), "--plot", str(folder / "heat.png")),
+        "calibrate": run("calibrate", model, "--steps", "8", "--samples", "2", "--scheduler", "ddim", "--probes", "3", "-o", str(folder / "p.safetensors"), "--plot", str(folder / "curves.png")),
+        "schedule": run("schedule", str(folder / "p.safetensors"), "--speedup", "1.4", "--weighting", "sensitivity", "-o", str(folder / "s.json"), "--plot", str(folder / "heat.png")),
     }
     results["generate"] = run("generate", model, "--schedule", str(folder / "s.json"), "--samples", "2", "-o", str(folder / "generated"))
     results["compare"] = run("compare", model, "--schedule", str(folder / "s.json"), "--samples", "1", "-o", str(folder / "compared"))
@@ -44,7 +44,10 @@ def test_journey_outputs_load_back(journey):
     folder, results = journey
     profile = ErrorProfile.load(folder / "p.safetensors")
     assert profile.steps == 8 and profile.metadata["solver"] == "DDIMScheduler" and profile.metadata["generations"] == 2
+    assert profile.probe_counts.tolist() == [0, 1, 0, 0, 1, 0, 1, 0]  # 3 probes spread over steps 1..6
+    assert "sensitivity probed at 3 steps" in results["calibrate"].stdout
     schedule = Schedule.load(folder / "s.json")
+    assert schedule.provenance["weighting"] == "sensitivity" and "sensitivity weighting" in results["schedule"].stdout
     assert schedule.provenance["ideal_speedup"] >= 1.4 and schedule.steps == 8
     assert "ideal speedup" in results["schedule"].stdout and "MAC fraction" in results["schedule"].stdout
     for image in (folder / "curves.png", folder / "heat.png", folder / "compared" / "compare.png", folder / "generated" / "sample-1000-0.png"):

@@ -1,0 +1,108 @@
+"""Step sensitivity: how much the *final* sample moves when the components reuse at one step.
+
+The paper's error is the relative change of a component's output between steps, and its greedy scan
+treats an error of 0.05 at step 5 like one at step 45. The sample does not: errors made at noisy
+steps are corrected by the denoising steps after them, errors made near the end are not. On the
+trained digits DiT with DDIM 50, reusing every component at one step moves the final image 3-7x
+more at steps 35-48 than at steps 1-15 per unit of component error (benchmarks/results/sensitivity.md).
+
+A *probe* measures this directly: one generation per probed step, reusing every component at that
+step only (lag 1), compared with the uncached generation. Divided by the components' mean lag-1 error
+at that step it gives the step's weight; the profile multiplies each error curve by the weight of
+the step where the stale value is used, so schedules spend their reuse where the sample tolerates it.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any, Callable
+
+import numpy as np
+import torch
+from torch import nn
+
+from .adapter import ModelAdapter
+from .engine import attach, first_tensor
+from .errors import CalibrationError
+from .profile import ErrorProfile
+from .schedule import Schedule
+
+logger = logging.getLogger(__name__)
+
+def probe_positions(steps: int, probes: int | None) -> list[int]:
+    """The interior steps to probe: all of them, or ``probes`` evenly spaced (the first and last step
+    are always computed, so they are never probed)."""
+    interior = steps - 2
+    if interior < 1:
+        raise CalibrationError(f"a profile of {steps} steps has no step that can reuse; probing needs at least 3 steps")
+    if probes is None or probes >= interior:
+        return list(range(1, steps - 1))
+    if not isinstance(probes, int) or isinstance(probes, bool) or probes < 2:
+        raise CalibrationError(f"probes must be None (every step) or an integer >= 2, got {probes!r}")
+    return sorted({int(round(v)) for v in np.linspace(1, steps - 2, probes)})
+
+
+def _output_tensor(value: Any) -> torch.Tensor:
+    tensor = value if isinstance(value, torch.Tensor) else first_tensor(value)
+    if tensor is None:
+        raise CalibrationError(
+            f"generate() returned {type(value).__name__}; probing compares outputs, so it must return the generated "
+            "tensor (e.g. lambda: pipe(..., output_type='pt').images)"
+        )
+    return tensor.detach().double().cpu()
+
+
+def _relative_l1(output: torch.Tensor, reference: torch.Tensor) -> float:
+    return float((output - reference).abs().sum() / reference.abs().sum().clamp_min(1e-12))
+
+
+def probe(
+    model: nn.Module,
+    adapter: ModelAdapter,
+    profile: ErrorProfile,
+    generate: Callable[[], Any],
+    probes: int | None = None,
+    on_probe: Callable[[], None] | None = None,
+) -> ErrorProfile:
+    """``profile`` with the final-output error of reusing every component at each probed step.
+
+    ``generate()`` runs one generation of the profile's number of steps with fixed seeds and returns
+    its output; it is called twice uncached (the reference, and a check that it is deterministic)
+    and once per probed step. The model is unwrapped after every probe, also on error.
+    """
+    positions = probe_positions(profile.steps, probes)
+    keys = profile.curves("type")[0]
+    with torch.no_grad():
+        reference = _output_tensor(generate())
+        counting = attach(model, adapter, None)  # computes everything (output as unwrapped), counts the steps
+        try:
+            repeated = _output_tensor(generate())
+            steps = counting._tracker.step + 1
+        finally:
+            counting.unwrap()
+        if not torch.equal(repeated, reference):
+            raise CalibrationError(
+                "generate() gave different outputs in two calls; probing needs a deterministic generation: "
+                "seed its noise with a fixed generator (e.g. generator=torch.Generator().manual_seed(0))"
+            )
+        if steps != profile.steps:
+            raise CalibrationError(
+                f"generate() ran {steps} steps with this model but the profile has {profile.steps}; "
+                "probe with the generation that was calibrated"
+            )
+        sums = np.zeros(profile.steps)
+        counts = np.zeros(profile.steps, dtype=np.int64)
+        for step in positions:
+            table = [1] * profile.steps
+            table[step] = 0
+            handle = attach(model, adapter, Schedule({key: table for key in keys}, {"steps": profile.steps}))
+            try:
+                output = _output_tensor(generate())
+            finally:
+                handle.unwrap()
+            sums[step] += _relative_l1(output, reference)
+            counts[step] += 1
+            if on_probe is not None:
+                on_probe()
+    logger.debug("probed %d steps of %d", len(positions), profile.steps)
+    return profile.with_probes(torch.from_numpy(sums), torch.from_numpy(counts))
