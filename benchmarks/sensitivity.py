@@ -5,6 +5,8 @@ On the trained digits DiT with DDIM 50 and DPM-Solver++ 25: the shipped profile 
 schedules at equal MAC targets are derived with the paper's measure ("uniform") and with the step
 weights ("sensitivity"), greedy and optimal, lookahead 3 and 2, plus FORA. Each is scored by the
 PSNR of 100 digits (seed 1000, as the frontier) against the uncached digits of the same seed.
+It also checks whether reuse costs add up: on the probe's digits, the final error of a run of 2 or
+3 reuses, and of FORA n=2's separate single reuses, over the sum of the probed single-step errors.
 
 Run: ``python -m benchmarks.sensitivity`` (about 8 minutes on 2 CPU cores). Writes
 benchmarks/results/sensitivity.json and sensitivity.md (the tables and the measured step weights);
@@ -48,6 +50,24 @@ def run_case(scheduler: str, steps: int) -> dict[str, Any]:
     start = time.perf_counter()
     probed = smoothcache.probe(model, profile, lambda: sample(PROBE_SEED, list(range(10))))
     probe_seconds = time.perf_counter() - start
+    probe_reference = sample(PROBE_SEED, list(range(10)))
+    singles = (probed.probe_sums / probed.probe_counts.clamp_min(1)).numpy()
+    keys = set(profile.curves()[0])
+
+    def additivity(table: list[int]) -> float:
+        """Final relative L1 error of ``table`` (all components) over the sum of its steps' single-reuse errors."""
+        with smoothcache.wrap(model, schedule=smoothcache.Schedule({key: table for key in keys}, {"steps": steps})):
+            output = sample(PROBE_SEED, list(range(10)))
+        measured = float((output.double() - probe_reference.double()).abs().sum() / probe_reference.double().abs().sum())
+        return measured / float(sum(singles[i] for i, compute in enumerate(table) if not compute))
+
+    runs = []
+    for start in (steps // 10, 2 * steps // 5, 7 * steps // 10, steps - 6):
+        for length in (2, 3):
+            table = [1] * steps
+            table[start : start + length] = [0] * length
+            runs.append({"start": start, "length": length, "ratio_to_singles": additivity(table)})
+    fora_ratio = additivity(smoothcache.Schedule.fora(steps, 2, ["all"]).tables["all"])
     reference = sample()
     rows = []
 
@@ -56,14 +76,16 @@ def run_case(scheduler: str, steps: int) -> dict[str, Any]:
             output = sample()
         rows.append({**setting, "mac_fraction": profile.mac_report(schedule).fraction, "psnr_db": psnr(reference, output)})
 
-    keys = set(profile.curves()[0])
     for target in TARGETS:
         for method, weighting, lookahead in VARIANTS:
             schedule = probed.schedule(macs=target, method=method, weighting=weighting, lookahead=lookahead)
             score(schedule, target=target, method=method, weighting=weighting, lookahead=lookahead)
     for interval in (2, 3):
         score(smoothcache.Schedule.fora(steps, interval, keys), target=None, method=f"FORA n={interval}", weighting="-", lookahead=1)
-    return {"steps": steps, "probe_seconds": probe_seconds, "step_weights": probed.step_weights().round(3).tolist(), "points": rows}
+    return {
+        "steps": steps, "probe_seconds": probe_seconds, "step_weights": probed.step_weights().round(3).tolist(), "points": rows,
+        "runs_over_singles": runs, "fora2_over_singles": fora_ratio,
+    }
 
 
 def markdown(cases: dict[str, Any]) -> str:
@@ -83,6 +105,12 @@ def markdown(cases: dict[str, Any]) -> str:
                 f"| {point['mac_fraction']:.3f} | {point['psnr_db']:.2f} |"
             )
         lines += ["", f"Step weights (mean 1; probing took {result['probe_seconds']:.0f} s): {result['step_weights']}", ""]
+        runs = ", ".join(f"{run['length']} from step {run['start']}: {run['ratio_to_singles']:.2f}" for run in result["runs_over_singles"])
+        lines += [
+            f"Do reuse costs add up? Final error over the sum of the single-step errors: runs {runs}; "
+            f"FORA n=2 (separate single reuses): {result['fora2_over_singles']:.2f}.",
+            "",
+        ]
     return "\n".join(lines)
 
 
