@@ -29,6 +29,7 @@ from .schedule import Schedule
 
 logger = logging.getLogger(__name__)
 
+
 def probe_positions(steps: int, probes: int | None) -> list[int]:
     """The interior steps to probe: all of them, or ``probes`` evenly spaced (the first and last step
     are always computed, so they are never probed)."""
@@ -52,7 +53,8 @@ def _output_tensor(value: Any) -> torch.Tensor:
     return tensor.detach().double().cpu()
 
 
-def _relative_l1(output: torch.Tensor, reference: torch.Tensor) -> float:
+def relative_l1(output: torch.Tensor, reference: torch.Tensor) -> float:
+    """``‖output − reference‖₁ / ‖reference‖₁`` over the whole batch: how far a probe moved the output."""
     return float((output - reference).abs().sum() / reference.abs().sum().clamp_min(1e-12))
 
 
@@ -100,7 +102,7 @@ def probe(
                 output = _output_tensor(generate())
             finally:
                 handle.unwrap()
-            sums[step] += _relative_l1(output, reference)
+            sums[step] += relative_l1(output, reference)
             counts[step] += 1
             if on_probe is not None:
                 on_probe()
