@@ -75,12 +75,19 @@ def moving_digits(split: str, seed: int = 0) -> tuple[Tensor, Tensor]:
 
 
 def model_config(
-    depth: int = 4, hidden_size: int = 64, num_heads: int = 4, caption_channels: int = 32, patch: int = 4
+    depth: int = 4,
+    hidden_size: int = 64,
+    num_heads: int = 4,
+    caption_channels: int = 32,
+    patch: int = 4,
+    caption_tokens: int = 8,
 ) -> STDiT3Config:
     """STDiT3 in pixel space: one channel, (1, patch, patch) patches (8 frames x 16 tokens at 4: a
     third of the cost per video of 2x2 patches for the same pixels, so a CPU run sees 3x more videos),
-    velocity only (``pred_sigma=False``), one caption token (the class), 10 % caption dropout, and
-    ``input_sq_size`` = the canvas side so the positional embedding is unscaled at 16x16."""
+    velocity only (``pred_sigma=False``), a caption of ``caption_tokens`` learnt tokens per class, 10 %
+    caption dropout, and ``input_sq_size`` = the canvas side so the positional embedding is unscaled
+    at 16x16. One token reaches every video token as the same vector (softmax over one key); several
+    let each position attend to a different part of the class, as T5 tokens do in Open-Sora."""
     return STDiT3Config(
         input_size=(FRAMES, CANVAS_SIDE, CANVAS_SIDE),
         input_sq_size=CANVAS_SIDE,
@@ -92,22 +99,22 @@ def model_config(
         class_dropout_prob=0.1,
         pred_sigma=False,
         caption_channels=caption_channels,
-        model_max_length=1,
+        model_max_length=caption_tokens,
         qk_norm=True,
     )
 
 
 def class_captions(class_table: Tensor, labels: Tensor | list[int]) -> Tensor:
-    """The caption ``y [N, 1, 1, caption_channels]`` of each label: its row of the class table."""
+    """The caption ``y [N, 1, tokens, caption_channels]`` of each label: its entry of the class table
+    ``[classes, tokens, caption_channels]``."""
     labels = torch.as_tensor(labels, dtype=torch.long, device=class_table.device)
-    return class_table[labels][:, None, None, :]
+    return class_table[labels][:, None]
 
 
 def model_kwargs(count: int, device: torch.device | str = "cpu") -> dict[str, Tensor | None]:
     """The extra inputs of Open-Sora v1.2's text-to-video call for ``count`` samples, except ``y``.
 
-    ``mask`` is None: each caption is exactly its one token, and the original's
-    ``mask.squeeze(1).squeeze(1)`` cannot take a ``[N, 1]`` mask of ones. ``x_mask`` is all True, as the
+    ``mask`` is None: every caption is all of its tokens, no padding to mask. ``x_mask`` is all True, as the
     RFLOW sampler passes it when no frame is a condition; it gives the same output as no ``x_mask``.
     """
     return {
@@ -137,7 +144,7 @@ def save_moving_digits_stdit3(model: STDiT3, class_table: Tensor, path: Path = M
 
 
 def load_moving_digits_stdit3(path: Path = MODEL_WEIGHTS) -> tuple[STDiT3, Tensor]:
-    """The shipped STDiT3 (eval mode) and its class table ``[10, caption_channels]``, without pickle."""
+    """The shipped STDiT3 (eval mode) and its class table ``[10, tokens, caption_channels]``, without pickle."""
     from safetensors.torch import load_file
 
     config = STDiT3Config.from_dict(json.loads(path.with_suffix(".json").read_text()))
