@@ -109,8 +109,14 @@ def train(args: argparse.Namespace) -> None:
     from diffusers import CosineDPMSolverMultistepScheduler
     from safetensors.torch import save_file
 
-    model = build_model(args.layers, args.head_dim, args.seed).train()
-    conditioning = Conditioning(args.seed + 1)
+    # built first: it needs torchsde, and a run should not fail on that after training
+    scheduler = CosineDPMSolverMultistepScheduler(
+        sigma_min=SIGMA_MIN, sigma_max=SIGMA_MAX, sigma_data=SIGMA_DATA, sigma_schedule="exponential", solver_order=2,
+        prediction_type="v_prediction", final_sigmas_type="zero",
+    )
+    device = torch.device(args.device)
+    model = build_model(args.layers, args.head_dim, args.seed).to(device).train()
+    conditioning = Conditioning(args.seed + 1).to(device)
     ema_model, ema_conditioning = copy.deepcopy(model).eval(), copy.deepcopy(conditioning)
     parameters = list(model.parameters()) + list(conditioning.parameters())
     trained = [p for p in parameters if p.requires_grad]
@@ -120,9 +126,9 @@ def train(args: argparse.Namespace) -> None:
     schedule = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda step: min(1.0, (step + 1) / warmup) * (0.55 + 0.45 * math.cos(math.pi * step / args.steps))
     )
-    rotary = stable_audio_rotary_embedding(model)
+    rotary = tuple(part.to(device) for part in stable_audio_rotary_embedding(model))
     generator = torch.Generator().manual_seed(args.seed + 2)
-    validation = validation_batch()
+    validation = tuple(value.to(device) for value in validation_batch())
     log_sigma_range = (math.log(SIGMA_MIN), math.log(SIGMA_MAX))
     count = sum(p.numel() for p in model.parameters())
     print(f"model: {count:,} parameters; {args.steps} steps of {args.batch}", flush=True)
@@ -134,7 +140,8 @@ def train(args: argparse.Namespace) -> None:
         log_sigma = (args.log_sigma_mean + args.log_sigma_std * torch.randn(args.batch, generator=generator)).clamp(*log_sigma_range)
         noise = torch.randn(args.batch, FRAME, SAMPLES // FRAME, generator=generator)
         keep = (torch.rand(args.batch, generator=generator) >= 0.1).float()
-        loss = edm_loss(model, conditioning, rotary, to_frames(audio), labels, log_sigma.exp(), noise, keep)
+        batch = (value.to(device) for value in (to_frames(audio), labels, log_sigma.exp(), noise, keep))
+        loss = edm_loss(model, conditioning, rotary, *batch)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(trained, 1.0)
@@ -157,21 +164,20 @@ def train(args: argparse.Namespace) -> None:
     # CPU time over the threads is what the run takes on an otherwise idle machine (the cores are shared).
     print(f"training wall time: {seconds:.0f} s ({seconds / 60:.1f} min); CPU time {cpu_seconds:.0f} s over {torch.get_num_threads()} threads", flush=True)
 
+    ema_model, ema_conditioning = ema_model.cpu(), ema_conditioning.cpu()
     ema_model.save_pretrained(MODEL_DIR)
-    CosineDPMSolverMultistepScheduler(
-        sigma_min=SIGMA_MIN, sigma_max=SIGMA_MAX, sigma_data=SIGMA_DATA, sigma_schedule="exponential", solver_order=2,
-        prediction_type="v_prediction", final_sigmas_type="zero",
-    ).save_config(MODEL_DIR)
+    scheduler.save_config(MODEL_DIR)
     save_file(
         {"class_embeddings": ema_conditioning.class_embeddings.detach().contiguous(), "global_embedding": ema_conditioning.global_embedding.detach().contiguous()},
         CONDITIONING_FILE,
         metadata={"classes": ",".join(CLASSES)},
     )
-    plot_loss(history, seconds, args.plot)
+    where = torch.cuda.get_device_name(device) if device.type == "cuda" else f"{torch.get_num_threads()} CPU threads"
+    plot_loss(history, f"{seconds / 60:.1f} min on {where}", args.plot)
     print(json.dumps({"seconds": round(seconds), "cpu_seconds": round(cpu_seconds), "final_validation": history["validation"][-1]}), flush=True)
 
 
-def plot_loss(history: dict[str, list], seconds: float, path: Path) -> None:
+def plot_loss(history: dict[str, list], duration: str, path: Path) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -184,7 +190,7 @@ def plot_loss(history: dict[str, list], seconds: float, path: Path) -> None:
     ax.plot(history["step"], history["loss"], color="0.8", lw=0.6, label="training batch")
     ax.plot(history["step"][len(history["step"]) - len(smooth) :], smooth, lw=1.2, label=f"training, mean of {window}")
     ax.plot(history["validation_step"], history["validation"], "o-", ms=3, label="validation (EMA weights)")
-    ax.set(yscale="log", xlabel="step", ylabel="v-prediction MSE", title=f"tones DiT: {seconds / 60:.1f} min on 2 CPU cores")
+    ax.set(yscale="log", xlabel="step", ylabel="v-prediction MSE", title=f"tones DiT: {duration}")
     ax.grid(alpha=0.3)
     ax.legend()
     fig.tight_layout()
@@ -319,6 +325,7 @@ def main() -> None:
     parser.add_argument("--eval-per-class", type=int, default=32)
     parser.add_argument("--guidances", type=float, nargs="*", default=[1.0, 2.0, 3.0, 5.0])
     parser.add_argument("--examples", type=Path, help="PNG of generated examples (50 steps)")
+    parser.add_argument("--device", default="cpu", help="training device: cpu, or cuda (not bitwise the CPU weights)")
     args = parser.parse_args()
     torch.set_num_threads(2)
     if not args.evaluate_only:
