@@ -101,3 +101,23 @@ def test_trained_workload_runs_through_the_command_line(tmp_path, capsys):
     assert loaded.steps == 8 and loaded.metadata["solver"] == "dpm"
     assert main(["schedule", str(profile), "--macs", "0.6", "-o", str(tmp_path / "s.json")]) == 0
     assert "wrote" in capsys.readouterr().out
+
+
+def test_video_reference_uses_its_class_caption():
+    """The STDiT3 reads the class from its caption: at mid-path, the velocity it predicts for the true
+    class is clearly closer to the target than for a wrong one (a one-token caption gave no margin)."""
+    from smoothcache.reference import moving_digits
+
+    model, table = moving_digits.load_moving_digits_stdit3()
+    videos, labels = moving_digits.moving_digits("test", seed=1)
+    x0, labels = videos[:20], labels[:20]
+    noise = torch.randn(x0.shape, generator=torch.Generator().manual_seed(0))
+    t = torch.full((20,), 500.0)
+    x_t = moving_digits.add_noise(x0, noise, t)
+
+    def error(classes: torch.Tensor) -> float:
+        with torch.no_grad():
+            velocity = model(x_t, t, y=moving_digits.class_captions(table, classes), **moving_digits.model_kwargs(20))
+        return torch.nn.functional.mse_loss(velocity, x0 - noise).item()
+
+    assert error((labels + 3) % 10) > 1.04 * error(labels)
