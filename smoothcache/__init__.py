@@ -185,18 +185,23 @@ def probe(
     adapter: str | ModelAdapter | None = None,
     probes: int | None = None,
     on_probe: Callable[[], None] | None = None,
+    run_lengths: int = 1,
 ) -> ErrorProfile:
     """``profile`` with the step sensitivity measured: how much the final output moves when every
-    component reuses at one step. ``profile.schedule(..., weighting="sensitivity")`` then spends
-    reuse where the output tolerates it; ``profile.step_weights()`` shows the measured weights.
+    component reuses for ``1..run_lengths`` steps from one step.
+
+    With ``run_lengths=1``, ``profile.schedule(..., weighting="sensitivity")`` spends reuse where the
+    output tolerates it (``profile.step_weights()`` shows the measured weights); with ``run_lengths=2``
+    or more, ``profile.schedule(macs=..., method="runs")`` plans the runs of reuse on these measurements.
 
     ``generate()`` runs one seeded generation of the profile's steps and returns the output tensor
     (e.g. ``lambda: pipe(..., generator=torch.Generator().manual_seed(0), output_type="pt").images``);
-    it runs twice uncached and once per probed step: every interior step, or ``probes`` evenly
-    spaced ones (weights are interpolated between them). ``on_probe`` is called after each probe.
+    it runs twice uncached and ``run_lengths`` times per probed step (fewer near the end): every
+    interior step, or ``probes`` evenly spaced ones (costs are interpolated between them). ``on_probe``
+    is called after each probe generation.
     """
     module = _as_model(model)
-    return probe_steps(module, resolve_adapter(module, adapter), profile, generate, probes, on_probe)
+    return probe_steps(module, resolve_adapter(module, adapter), profile, generate, probes, on_probe, run_lengths)
 
 
 def mac_report(

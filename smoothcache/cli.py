@@ -24,6 +24,7 @@ from smoothcache.workloads import Workload, WorkloadError, load
 from smoothcache_core import ErrorProfile, Schedule, SmoothCacheError
 from smoothcache_core.schedule import has_single_stack, type_key
 from smoothcache_core.metrics import fidelity
+from smoothcache_core.sensitivity import probe_runs
 
 EXAMPLES = {
     "adapters": "example:\n  smoothcache adapters",
@@ -78,6 +79,11 @@ def _parser() -> argparse.ArgumentParser:
         help="also probe how much the output moves when reusing at N evenly spaced steps (N + 2 more generations of seed 0; "
         "N >= steps - 2 probes every step; default 0: off)",
     )
+    calibrate.add_argument(
+        "--run-lengths", type=int, default=1,
+        help="probe runs of reuse of 1..K steps from each probed step (K generations per step; K >= 2 enables "
+        "`schedule --method runs`; default 1)",
+    )
     calibrate.add_argument("--plot", help="also write a PNG of the error curves")
     calibrate.add_argument("-o", "--output", required=True, help="profile file (.safetensors)")
 
@@ -88,8 +94,12 @@ def _parser() -> argparse.ArgumentParser:
     target.add_argument("--speedup", type=float, help="ideal (MAC) speedup to reach")
     target.add_argument("--macs", type=float, help="fraction of MACs to keep, in (0, 1]")
     schedule.add_argument("--granularity", choices=("type", "block"), default="type")
-    schedule.add_argument("--method", choices=("greedy", "optimal"), default="greedy")
-    schedule.add_argument("--lookahead", type=int, help="use lags up to this (default: the profile's)")
+    schedule.add_argument(
+        "--method", choices=("greedy", "optimal", "runs"), default="greedy",
+        help="greedy: the paper's scan; optimal: least component error under the MAC budget; runs: least probed "
+        "final-output error of runs of reuse (needs calibrate --probes N --run-lengths 2)",
+    )
+    schedule.add_argument("--lookahead", type=int, help="use lags (runs: run lengths) up to this (default: the profile's)")
     schedule.add_argument(
         "--weighting", choices=("uniform", "sensitivity"), default="uniform",
         help="weigh every step's error alike, as the paper (default), or by the sensitivity probed with calibrate --probes",
@@ -203,15 +213,19 @@ def cmd_calibrate(args: argparse.Namespace) -> None:
         raise WorkloadError("--probes must be 0 (off) or a number of steps to probe")
     if args.probes:
         probes = None if args.probes >= profile.steps - 2 else args.probes
-        with tqdm(total=min(args.probes, profile.steps - 2), desc="probing", unit="generation", file=sys.stderr) as bar:
-            profile = smoothcache.probe(workload.model, profile, lambda: workload.generate(0, steps), adapter=adapter, probes=probes, on_probe=bar.update)
+        total = len(probe_runs(profile.steps, probes, args.run_lengths))
+        with tqdm(total=total, desc="probing", unit="generation", file=sys.stderr) as bar:
+            profile = smoothcache.probe(
+                workload.model, profile, lambda: workload.generate(0, steps), adapter=adapter, probes=probes, on_probe=bar.update,
+                run_lengths=args.run_lengths,
+            )
     profile.save(args.output)
     if args.plot:
         profile.plot(args.plot)
     print(
         f"wrote {args.output}: {len(profile.components)} components, {profile.steps} steps, lookahead {profile.lookahead}, "
         f"{args.samples} generations ({profile.samples} per-sample errors per step), solver {profile.metadata.get('solver')}"
-        + (f", sensitivity probed at {int((profile.probe_counts > 0).sum())} steps" if profile.probed else "")
+        + (f", probed {int((profile.probe_counts > 0).sum())} runs of up to {profile.probed_run_length} steps" if profile.probed else "")
     )
 
 
@@ -230,7 +244,7 @@ def cmd_schedule(args: argparse.Namespace) -> None:
     alpha = f", alpha {provenance['alpha']:.4g}" if provenance.get("alpha") is not None else ""
     print(
         f"wrote {args.output}: {len(schedule.tables)} lists x {schedule.steps} steps ({args.method}, {args.granularity}, "
-        f"{provenance['weighting']} weighting{alpha}); "
+        f"{provenance['weighting'] or 'probed-runs'} weighting{alpha}); "
         f"MAC fraction {provenance['mac_fraction']:.3f}, ideal speedup {provenance['ideal_speedup']:.2f}x"
     )
 

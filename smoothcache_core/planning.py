@@ -76,15 +76,25 @@ class CurvePlan:
 def plan_curve(rows: np.ndarray) -> CurvePlan:
     """Dynamic programming over steps: best error with ``n`` computes, first and last step computed.
 
-    ``best[n, p]`` is the least error of steps ``0..p`` with ``n`` computes, the last at ``p``;
-    a compute at ``p`` follows a compute at ``p - r - 1`` whose value is reused ``r <= k`` times,
-    costing ``rows[0, q] + ... + rows[r - 1, q]`` with ``q = p - r - 1``.
+    Reusing the value computed at ``q`` for ``r <= k`` steps costs ``rows[0, q] + ... + rows[r - 1, q]``.
     """
     lags, steps = rows.shape
     safe = np.where(np.isfinite(rows), rows, np.inf)
     run_cost = np.zeros((lags + 1, steps))
     for run in range(1, lags + 1):
         run_cost[run] = run_cost[run - 1] + safe[run - 1]
+    return plan_runs(run_cost)
+
+
+def plan_runs(run_cost: np.ndarray) -> CurvePlan:
+    """Dynamic programming over steps: best total cost with ``n`` computes, first and last step computed.
+
+    ``run_cost[r, q]`` is the cost of reusing the value computed at step ``q`` for the ``r`` steps
+    after it (``run_cost[0] == 0``; inf forbids the run). ``best[n, p]`` is the least cost of steps
+    ``0..p`` with ``n`` computes, the last at ``p``; a compute at ``p`` follows one at ``p - r - 1``.
+    """
+    lags, steps = run_cost.shape[0] - 1, run_cost.shape[1]
+    run_cost = np.where(np.isnan(run_cost), np.inf, run_cost)
     best = np.full((steps + 1, steps), np.inf)
     choice = np.zeros((steps + 1, steps), dtype=np.int64)
     best[1, 0] = 0.0
@@ -96,6 +106,26 @@ def plan_curve(rows: np.ndarray) -> CurvePlan:
         choice[n] = candidates.argmin(axis=0)
         best[n] = candidates.min(axis=0)
     return CurvePlan(error=best[:, steps - 1].copy(), choice=choice)
+
+
+def interpolated_run_costs(sums: np.ndarray, counts: np.ndarray) -> np.ndarray:
+    """``run_cost[r, q]`` for :func:`plan_runs` from probed runs: ``sums[l - 1, s] / counts[l - 1, s]``
+    is the mean final error of reusing every component for ``l`` steps from step ``s``.
+
+    Starts that were not probed take the linear interpolation of the probed ones of the same length;
+    a run must leave the last step computed, and lengths never probed are forbidden (inf).
+    """
+    lengths, steps = sums.shape
+    run_cost = np.full((lengths + 1, steps), np.inf)
+    run_cost[0] = 0.0
+    for length in range(1, lengths + 1):
+        starts = np.arange(1, steps - length)  # the run covers start .. start + length - 1 <= steps - 2
+        known = starts[counts[length - 1, starts] > 0]
+        if len(known) == 0:
+            continue
+        means = sums[length - 1, known] / counts[length - 1, known]
+        run_cost[length, starts - 1] = np.interp(starts, known, means)
+    return run_cost
 
 
 def _min_plus(first: np.ndarray, second: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -24,7 +24,9 @@ from safetensors.torch import save as save_safetensors
 from .adapter import ComponentSpec
 from .errors import ProfileError, ScheduleError
 from .macs import MacCount, MacReport
-from .planning import estimated_error, greedy_scan, optimal_counts, plan_curve, step_weights, weighted_rows
+from .planning import (
+    CurvePlan, estimated_error, greedy_scan, interpolated_run_costs, optimal_counts, plan_curve, plan_runs, step_weights, weighted_rows,
+)
 from .schedule import Schedule, has_single_stack, type_key, write_bytes_atomic
 
 FORMAT = "smoothcache.profile"
@@ -56,10 +58,11 @@ class ErrorProfile:
     macs: tuple[int, ...]  # MACs of one call of each component (calibration batch)
     evaluation_macs: int  # MACs of one whole model evaluation (calibration batch)
     metadata: Mapping[str, Any] = field(default_factory=dict)
-    #: Probes (see ``smoothcache_core.sensitivity``): per step, the sum and count of the final output's
-    #: relative error when every component reuses at that step; None if the profile was not probed.
-    probe_sums: torch.Tensor | None = None  # float64 [steps]
-    probe_counts: torch.Tensor | None = None  # int64 [steps]
+    #: Probes (see ``smoothcache_core.sensitivity``): ``[l - 1, s]`` holds the sum and count of the final
+    #: output's relative error when every component reuses for ``l`` steps from step ``s``; None if the
+    #: profile was not probed.
+    probe_sums: torch.Tensor | None = None  # float64 [run lengths, steps]
+    probe_counts: torch.Tensor | None = None  # int64 [run lengths, steps]
 
     def __post_init__(self) -> None:
         shape = tuple(self.sums.shape)
@@ -77,8 +80,9 @@ class ErrorProfile:
         if (self.probe_sums is None) != (self.probe_counts is None):
             raise ProfileError("profile has probe sums without counts (or the reverse); the file is corrupt")
         if self.probe_sums is not None:
-            if tuple(self.probe_sums.shape) != (shape[2],) or tuple(self.probe_counts.shape) != (shape[2],):
-                raise ProfileError(f"profile probes have shape {tuple(self.probe_sums.shape)}; expected one value per step ({shape[2]})")
+            probe_shape = tuple(self.probe_sums.shape)
+            if len(probe_shape) != 2 or probe_shape[0] < 1 or probe_shape[1] != shape[2] or tuple(self.probe_counts.shape) != probe_shape:
+                raise ProfileError(f"profile probes have shape {probe_shape}; expected [run lengths, steps={shape[2]}]")
             if bool((self.probe_counts < 0).any()) or not bool(torch.isfinite(self.probe_sums).all() and (self.probe_sums >= 0).all()):
                 raise ProfileError("profile probes hold negative or non-finite values; the file is corrupt")
 
@@ -109,11 +113,22 @@ class ErrorProfile:
         """Whether the step sensitivity was probed (schedules can then weigh errors by it)."""
         return self.probe_counts is not None and bool((self.probe_counts > 0).any())
 
+    @property
+    def probed_run_length(self) -> int:
+        """The longest run of reuse whose final-output error was probed (0 if none)."""
+        if self.probe_counts is None:
+            return 0
+        lengths = np.flatnonzero(self.probe_counts.sum(dim=1).numpy() > 0)
+        return int(lengths[-1]) + 1 if len(lengths) else 0
+
     def with_probes(self, sums: torch.Tensor, counts: torch.Tensor) -> ErrorProfile:
-        """This profile with probe results added to those it already holds."""
+        """This profile with probe results ``[run lengths, steps]`` added to those it already holds."""
+        sums, counts = sums.double(), counts.long()
         if self.probe_sums is not None:
-            sums, counts = self.probe_sums + sums, self.probe_counts + counts
-        return replace(self, probe_sums=sums.double(), probe_counts=counts.long())
+            lengths = max(len(sums), len(self.probe_sums))
+            sums = _pad_rows(sums, lengths) + _pad_rows(self.probe_sums, lengths)
+            counts = _pad_rows(counts, lengths) + _pad_rows(self.probe_counts, lengths)
+        return replace(self, probe_sums=sums, probe_counts=counts)
 
     def step_weights(self) -> np.ndarray:
         """Per step, how much the final sample moves per unit of component error (mean 1), from the probes."""
@@ -122,8 +137,8 @@ class ErrorProfile:
                 "the profile has no probes, so it cannot weigh steps by sensitivity; probe it "
                 "(smoothcache.probe(model, profile, generate) or `smoothcache calibrate --probes N`) or use weighting='uniform'"
             )
-        counts = self.probe_counts.numpy()
-        finals = self.probe_sums.numpy() / np.maximum(counts, 1)
+        counts = self.probe_counts[0].numpy()
+        finals = self.probe_sums[0].numpy() / np.maximum(counts, 1)
         lag1 = self.mean[:, 0].numpy()  # [components, steps]: reusing step s at step s + 1
         known = np.isfinite(lag1)
         mean = np.where(known, lag1, 0).sum(axis=0) / np.maximum(known.sum(axis=0), 1)
@@ -179,6 +194,7 @@ class ErrorProfile:
             if header.get("format") != FORMAT or header.get("version") != VERSION:
                 raise ProfileError(f"{origin} is not a smoothcache profile of format version {VERSION}")
             components = tuple(ComponentSpec(str(k), str(kind), str(n), str(b), int(i)) for k, kind, n, b, i in header["components"])
+            steps = int(tensors["sum"].shape[-1])
             metadata = {key: header[key] for key in ("adapter", "model_class", "config_fingerprint", "solver", "generations") if key in header}
             return cls(
                 components=components,
@@ -188,12 +204,13 @@ class ErrorProfile:
                 macs=tuple(int(v) for v in tensors["macs"].tolist()),
                 evaluation_macs=int(header["evaluation_macs"]),
                 metadata=metadata,
-                probe_sums=tensors["probe_sum"].double() if "probe_sum" in tensors else None,
-                probe_counts=tensors["probe_count"].long() if "probe_count" in tensors else None,
+                # files of single-step probes hold one value per step
+                probe_sums=tensors["probe_sum"].double().reshape(-1, steps) if "probe_sum" in tensors else None,
+                probe_counts=tensors["probe_count"].long().reshape(-1, steps) if "probe_count" in tensors else None,
             )
         except ProfileError:
             raise
-        except (KeyError, TypeError, ValueError, json.JSONDecodeError) as error:
+        except (KeyError, TypeError, ValueError, RuntimeError, json.JSONDecodeError) as error:
             raise ProfileError(f"{origin} has missing or malformed fields ({error!r}); recalibrate or fix the file") from error
 
     @classmethod
@@ -246,7 +263,7 @@ class ErrorProfile:
         import torch.distributed as dist
 
         identity = json.dumps(
-            [self.metadata.get(k) for k in (*_IDENTITY, "solver")] + [c.key for c in self.components] + [self.steps, self.lookahead, self.probe_sums is not None]
+            [self.metadata.get(k) for k in (*_IDENTITY, "solver")] + [c.key for c in self.components] + [self.steps, self.lookahead, None if self.probe_sums is None else list(self.probe_sums.shape)]
         )
         identities: list[str | None] = [None] * dist.get_world_size(group)
         dist.all_gather_object(identities, identity, group=group)
@@ -342,6 +359,12 @@ class ErrorProfile:
         and an exact knapsack over the curves (grouped by equal MAC cost) spends the budget where
         it removes the most error.
 
+        ``method="runs"`` (a profile probed with ``run_lengths >= 2``) plans on measured final-output
+        errors instead of component errors: every component reuses on the same steps, in runs of at
+        most the probed length, chosen by dynamic programming to minimise the summed probed error of
+        the runs under the MAC budget. A component's error says nothing of how the errors of a run of
+        reuse compound in the sample; the probes measure exactly that. ``lookahead`` caps the run length.
+
         ``weighting="uniform"`` is the paper's measure. ``"sensitivity"`` (a probed profile) multiplies
         each error by the probed weight of the step where the stale value is used, so both methods
         rank reuse by its effect on the final sample. It is not the default: on the reference digits
@@ -358,6 +381,8 @@ class ErrorProfile:
             raise ScheduleError(f"macs is the fraction of MACs to keep, in (0, 1]; got {macs}")
         if weighting not in WEIGHTINGS:
             raise ScheduleError(f"weighting must be one of {WEIGHTINGS}, got {weighting!r}")
+        if method == "runs":
+            return self._runs_schedule(alpha, macs, granularity, lookahead, weighting)
         keys, curves, members = self.curves(granularity, lookahead)
         if weighting == "sensitivity":
             weights = self.step_weights()
@@ -373,15 +398,23 @@ class ErrorProfile:
         elif method == "optimal":
             if alpha is not None:
                 raise ScheduleError("method='optimal' spends a MAC budget: give macs= or speedup=, not alpha")
-            tables = self._optimal(curves, group_macs, [len(m) for m in members], macs)
+            plans = [plan_curve(curve) for curve in curves]
+            lags = curves[0].shape[0]
+            tables = self._optimal(plans, group_macs, [len(m) for m in members], macs, f"lookahead {lags}", "calibrate with a larger lookahead")
         else:
-            raise ScheduleError(f"method must be 'greedy' or 'optimal', got {method!r}")
-        fraction = self._fraction(tables, group_macs)
+            raise ScheduleError(f"method must be 'greedy', 'optimal' or 'runs', got {method!r}")
         error = sum(len(m) * estimated_error(curve, table) for curve, table, m in zip(curves, tables, members))
+        return self._make_schedule(keys, tables, group_macs, lookahead or self.lookahead, granularity, method, weighting, alpha, macs, error)
+
+    def _make_schedule(
+        self, keys: list[str], tables: list[list[int]], group_macs: list[int], lookahead: int, granularity: str,
+        method: str, weighting: str | None, alpha: float | None, macs: float | None, error: float,
+    ) -> Schedule:
+        fraction = self._fraction(tables, group_macs)
         provenance = {
             **{key: self.metadata.get(key) for key in ("adapter", "model_class", "config_fingerprint", "solver")},
             "steps": self.steps,
-            "lookahead": lookahead or self.lookahead,
+            "lookahead": lookahead,
             "granularity": granularity,
             "method": method,
             "weighting": weighting,
@@ -394,6 +427,29 @@ class ErrorProfile:
             "created_by": f"smoothcache {_library_version()}",
         }
         return Schedule(dict(zip(keys, tables)), provenance)
+
+    def _runs_schedule(self, alpha: float | None, macs: float | None, granularity: str, lookahead: int | None, weighting: str) -> Schedule:
+        """``method="runs"``: one reuse plan for every component from the probed runs (see :meth:`schedule`)."""
+        if alpha is not None:
+            raise ScheduleError("method='runs' spends a MAC budget: give macs= or speedup=, not alpha")
+        if weighting != "uniform":
+            raise ScheduleError("method='runs' plans on probed final-output errors already; leave weighting at its default")
+        probed = self.probed_run_length
+        if probed == 0:
+            raise ScheduleError(
+                "method='runs' needs the final-output error of runs of reuse, and this profile has no probes; probe it "
+                "(smoothcache.probe(model, profile, generate, run_lengths=2) or `smoothcache calibrate --probes N --run-lengths 2`)"
+            )
+        length = probed if lookahead is None else lookahead
+        if not 1 <= length <= probed:
+            raise ScheduleError(f"lookahead must be between 1 and the longest probed run ({probed}), got {lookahead}; probe with run_lengths={lookahead}")
+        run_cost = interpolated_run_costs(self.probe_sums[:length].numpy(), self.probe_counts[:length].numpy())
+        plan = plan_runs(run_cost)
+        keys, _, members = self.curves(granularity)
+        group_macs = [sum(self.macs[i] for i in group) for group in members]
+        table = self._optimal([plan], [sum(group_macs)], [1], macs, f"runs of at most {length} steps", "probe longer runs")[0]
+        error = float(plan.error[sum(table)])
+        return self._make_schedule(keys, [table] * len(keys), group_macs, length, granularity, "runs", None, None, macs, error)
 
     def _fraction(self, tables: Sequence[list[int]], group_macs: Sequence[int]) -> float:
         total = self.evaluation_macs * self.steps
@@ -424,20 +480,21 @@ class ErrorProfile:
                 low = middle + 1
         return float(candidates[high]), tables_at(high)
 
-    def _optimal(self, curves: list[np.ndarray], group_macs: list[int], weights: list[int], target: float) -> list[list[int]]:
+    def _optimal(
+        self, plans: list[CurvePlan], group_macs: list[int], weights: list[int], target: float, limit: str, remedy: str
+    ) -> list[list[int]]:
+        """The table of each plan that together keep at most ``target`` of the MACs with the least weighted error."""
         steps, total = self.steps, self.evaluation_macs * self.steps
         if total <= 0:
             raise ScheduleError("the profile has no MAC counts; recalibrate to derive schedules by compute")
         fixed = total - steps * sum(group_macs)  # MACs outside every cached component
         budget = math.floor(target * total * (1 + 1e-12)) - fixed  # a fraction computed from integers maps back exactly
-        plans = [plan_curve(curve) for curve in curves]
         counts = optimal_counts(plans, group_macs, [float(w) for w in weights], budget)
         if counts is None:
             fewest = [int(np.flatnonzero(np.isfinite(plan.error))[0]) for plan in plans]
             least = (fixed + sum(m * n for m, n in zip(group_macs, fewest))) / total
             raise ScheduleError(
-                f"no schedule keeps only {target:.3f} of the MACs with lookahead {curves[0].shape[0]}: the most "
-                f"reuse keeps {least:.3f}; calibrate with a larger lookahead"
+                f"no schedule keeps only {target:.3f} of the MACs with {limit}: the most reuse keeps {least:.3f}; {remedy}"
             )
         return [plan.table(count) for plan, count in zip(plans, counts)]
 
@@ -476,6 +533,11 @@ class ErrorProfile:
         figure.savefig(temporary, dpi=110)
         plt.close(figure)
         os.replace(temporary, output)
+
+
+def _pad_rows(tensor: torch.Tensor, rows: int) -> torch.Tensor:
+    """``tensor [r, steps]`` with zero rows appended up to ``rows``."""
+    return torch.cat([tensor, tensor.new_zeros(rows - len(tensor), tensor.shape[1])])
 
 
 def _read_metadata(data: bytes) -> dict[str, str]:

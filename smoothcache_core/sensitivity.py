@@ -10,6 +10,11 @@ A *probe* measures this directly: one generation per probed step, reusing every 
 step only (lag 1), compared with the uncached generation. Divided by the components' mean lag-1 error
 at that step it gives the step's weight; the profile multiplies each error curve by the weight of
 the step where the stale value is used, so schedules spend their reuse where the sample tolerates it.
+
+Probing *runs* (``run_lengths >= 2``) also measures reusing every component for 2, 3, ... steps in a
+row from each probed step. Errors inside a run compound (each reused step feeds a stale value into a
+sample that already drifted), which no per-component error shows; ``schedule(method="runs")`` plans
+on these measured costs directly.
 """
 
 from __future__ import annotations
@@ -43,6 +48,16 @@ def probe_positions(steps: int, probes: int | None) -> list[int]:
     return sorted({int(round(v)) for v in np.linspace(1, steps - 2, probes)})
 
 
+def probe_runs(steps: int, probes: int | None, run_lengths: int) -> list[tuple[int, int]]:
+    """The (start, length) runs to probe: every length up to ``run_lengths`` from every probed step,
+    where the run ends before the last step."""
+    if not isinstance(run_lengths, int) or isinstance(run_lengths, bool) or run_lengths < 1:
+        raise CalibrationError(f"run_lengths must be an integer >= 1, got {run_lengths!r}")
+    return [
+        (start, length) for start in probe_positions(steps, probes) for length in range(1, run_lengths + 1) if start + length <= steps - 1
+    ]
+
+
 def _output_tensor(value: Any) -> torch.Tensor:
     tensor = value if isinstance(value, torch.Tensor) else first_tensor(value)
     if tensor is None:
@@ -65,14 +80,17 @@ def probe(
     generate: Callable[[], Any],
     probes: int | None = None,
     on_probe: Callable[[], None] | None = None,
+    run_lengths: int = 1,
 ) -> ErrorProfile:
-    """``profile`` with the final-output error of reusing every component at each probed step.
+    """``profile`` with the final-output error of reusing every component for ``1..run_lengths``
+    steps from each probed step.
 
     ``generate()`` runs one generation of the profile's number of steps with fixed seeds and returns
     its output; it is called twice uncached (the reference, and a check that it is deterministic)
-    and once per probed step. The model is unwrapped after every probe, also on error.
+    and once per probed run (:func:`probe_runs`). The model is unwrapped after every probe,
+    also on error.
     """
-    positions = probe_positions(profile.steps, probes)
+    runs = probe_runs(profile.steps, probes, run_lengths)
     keys = profile.curves("type")[0]
     with torch.no_grad():
         reference = _output_tensor(generate())
@@ -92,19 +110,19 @@ def probe(
                 f"generate() ran {steps} steps with this model but the profile has {profile.steps}; "
                 "probe with the generation that was calibrated"
             )
-        sums = np.zeros(profile.steps)
-        counts = np.zeros(profile.steps, dtype=np.int64)
-        for step in positions:
+        sums = np.zeros((run_lengths, profile.steps))
+        counts = np.zeros((run_lengths, profile.steps), dtype=np.int64)
+        for start, length in runs:
             table = [1] * profile.steps
-            table[step] = 0
+            table[start : start + length] = [0] * length
             handle = attach(model, adapter, Schedule({key: table for key in keys}, {"steps": profile.steps}))
             try:
                 output = _output_tensor(generate())
             finally:
                 handle.unwrap()
-            sums[step] += relative_l1(output, reference)
-            counts[step] += 1
+            sums[length - 1, start] += relative_l1(output, reference)
+            counts[length - 1, start] += 1
             if on_probe is not None:
                 on_probe()
-    logger.debug("probed %d steps of %d", len(positions), profile.steps)
+    logger.debug("probed %d runs of %d steps", len(runs), profile.steps)
     return profile.with_probes(torch.from_numpy(sums), torch.from_numpy(counts))

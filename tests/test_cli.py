@@ -25,15 +25,16 @@ def journey(tmp_path_factory, dit_pipeline_dir):
     folder = tmp_path_factory.mktemp("journey")
     model = str(dit_pipeline_dir)
     results = {
-        "calibrate": run("calibrate", model, "--steps", "8", "--samples", "2", "--scheduler", "ddim", "--probes", "3", "-o", str(folder / "p.safetensors"), "--plot", str(folder / "curves.png")),
+        "calibrate": run("calibrate", model, "--steps", "8", "--samples", "2", "--scheduler", "ddim", "--probes", "3", "--run-lengths", "2", "-o", str(folder / "p.safetensors"), "--plot", str(folder / "curves.png")),
         "schedule": run("schedule", str(folder / "p.safetensors"), "--speedup", "1.4", "--weighting", "sensitivity", "-o", str(folder / "s.json"), "--plot", str(folder / "heat.png")),
+        "runs": run("schedule", str(folder / "p.safetensors"), "--macs", "0.7", "--method", "runs", "-o", str(folder / "r.json")),
     }
     results["generate"] = run("generate", model, "--schedule", str(folder / "s.json"), "--samples", "2", "-o", str(folder / "generated"))
     results["compare"] = run("compare", model, "--schedule", str(folder / "s.json"), "--samples", "1", "-o", str(folder / "compared"))
     return folder, results
 
 
-@pytest.mark.parametrize("command", ["calibrate", "schedule", "generate", "compare"])
+@pytest.mark.parametrize("command", ["calibrate", "schedule", "runs", "generate", "compare"])
 def test_journey_commands_succeed(journey, command):
     _, results = journey
     assert results[command].returncode == 0, results[command].stderr
@@ -44,8 +45,12 @@ def test_journey_outputs_load_back(journey):
     folder, results = journey
     profile = ErrorProfile.load(folder / "p.safetensors")
     assert profile.steps == 8 and profile.metadata["solver"] == "DDIMScheduler" and profile.metadata["generations"] == 2
-    assert profile.probe_counts.tolist() == [0, 1, 0, 0, 1, 0, 1, 0]  # 3 probes spread over steps 1..6
-    assert "sensitivity probed at 3 steps" in results["calibrate"].stdout
+    # 3 probes spread over steps 1..6, runs of 2 where they end before the last step
+    assert profile.probe_counts.tolist() == [[0, 1, 0, 0, 1, 0, 1, 0], [0, 1, 0, 0, 1, 0, 0, 0]]
+    assert "probed 5 runs of up to 2 steps" in results["calibrate"].stdout
+    runs = Schedule.load(folder / "r.json")
+    assert runs.provenance["method"] == "runs" and runs.provenance["mac_fraction"] <= 0.7
+    assert len({tuple(table) for table in runs.tables.values()}) == 1 and "probed-runs weighting" in results["runs"].stdout
     schedule = Schedule.load(folder / "s.json")
     assert schedule.provenance["weighting"] == "sensitivity" and "sensitivity weighting" in results["schedule"].stdout
     assert schedule.provenance["ideal_speedup"] >= 1.4 and schedule.steps == 8

@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+import itertools
+import json
+
 import numpy as np
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from helpers import assert_pristine
 from test_planning import synthetic_profile
 
 import smoothcache
 from smoothcache import CalibrationError, ErrorProfile, ScheduleError
-from smoothcache_core.planning import step_weights, weighted_rows
+from smoothcache_core.planning import interpolated_run_costs, plan_runs, step_weights, weighted_rows
 from smoothcache_core.sensitivity import probe_positions
 
 STEPS = 8
@@ -29,8 +34,8 @@ def probed(dit_pipe):
 def test_probe_measures_every_interior_step_and_leaves_the_model_as_it_was(dit_pipe, probed, tmp_path):
     profile, result = probed
     assert not profile.probed and result.probed
-    assert result.probe_counts.tolist() == [0] + [1] * (STEPS - 2) + [0]
-    assert (result.probe_sums[1:-1] > 0).all() and torch.isfinite(result.probe_sums).all()
+    assert result.probe_counts.tolist() == [[0] + [1] * (STEPS - 2) + [0]] and result.probed_run_length == 1
+    assert (result.probe_sums[0, 1:-1] > 0).all() and torch.isfinite(result.probe_sums).all()
     assert torch.equal(result.sums, profile.sums)  # the calibration itself is untouched
     assert_pristine(dit_pipe.transformer)
     reference = generate(dit_pipe)()
@@ -45,7 +50,7 @@ def test_probe_measures_every_interior_step_and_leaves_the_model_as_it_was(dit_p
     loaded = ErrorProfile.load(path)
     assert torch.equal(loaded.probe_sums, result.probe_sums) and torch.equal(loaded.probe_counts, result.probe_counts)
     merged = loaded.merge(result)
-    assert merged.probe_counts.tolist() == [0] + [2] * (STEPS - 2) + [0]
+    assert merged.probe_counts.tolist() == [[0] + [2] * (STEPS - 2) + [0]]
     assert np.allclose(merged.step_weights(), weights)
     assert merged.merge(profile).probe_counts.tolist() == merged.probe_counts.tolist()  # unprobed adds no probes
 
@@ -83,8 +88,8 @@ def test_sensitivity_moves_reuse_to_the_steps_the_sample_tolerates():
         curves[:, lag - 1, steps - lag :] = np.nan
     profile = synthetic_profile(curves, [100, 100, 100, 100])
     finals = np.concatenate(([0.0], np.linspace(0.01, 0.1, steps - 2), [0.0]))
-    counts = torch.tensor([0] + [1] * (steps - 2) + [0])
-    probed = profile.with_probes(torch.from_numpy(finals), counts)
+    counts = torch.tensor([[0] + [1] * (steps - 2) + [0]])
+    probed = profile.with_probes(torch.from_numpy(finals)[None], counts)
     for method in ("greedy", "optimal"):
         table = probed.schedule(macs=0.6, method=method, weighting="sensitivity").tables["attn"]
         early, late = table[: steps // 2].count(0), table[steps // 2 :].count(0)
@@ -107,3 +112,110 @@ def test_step_weights_interpolate_between_probes_and_weight_the_step_reused_at()
     assert len(spaced) == 12 and spaced[0] == 1 and spaced[-1] == 48
     with pytest.raises(CalibrationError, match="at least 3 steps"):
         probe_positions(2, None)
+
+
+@pytest.fixture
+def run_probed(dit_pipe):
+    profile = smoothcache.calibrate(dit_pipe, generate(dit_pipe))
+    return profile, smoothcache.probe(dit_pipe, profile, generate(dit_pipe), run_lengths=2)
+
+
+def test_runs_are_probed_and_planned_on_a_real_pipeline(dit_pipe, run_probed):
+    profile, probed = run_probed
+    # runs of 1 from every interior step, runs of 2 where they end before the last step
+    assert probed.probe_counts.tolist() == [[0] + [1] * (STEPS - 2) + [0], [0] + [1] * (STEPS - 3) + [0, 0]]
+    assert probed.probed_run_length == 2 and (probed.probe_sums[1, 1:-2] > 0).all()
+    assert_pristine(dit_pipe.transformer)
+
+    schedule = probed.schedule(macs=0.7, method="runs")
+    tables = set(map(tuple, schedule.tables.values()))
+    assert len(tables) == 1 and set(schedule.tables) == set(profile.schedule(alpha=0).tables)  # one plan, every type
+    table = list(tables.pop())
+    assert table[0] == table[-1] == 1 and "000" not in "".join(map(str, table))  # runs of at most 2
+    assert schedule.provenance["method"] == "runs" and schedule.provenance["mac_fraction"] <= 0.7
+    # the estimate is the sum of the probed errors of the chosen runs (every start was probed: no interpolation)
+    runs, start = [], None
+    for step, compute in enumerate(table + [1]):
+        if not compute and start is None:
+            start = step
+        elif compute and start is not None:
+            runs.append((start, step - start))
+            start = None
+    assert runs and schedule.provenance["estimated_error"] == pytest.approx(sum(float(probed.probe_sums[length - 1, s]) for s, length in runs))
+
+    reference = generate(dit_pipe)()
+    with smoothcache.wrap(dit_pipe, schedule=schedule) as handle:
+        cached = generate(dit_pipe)()
+        assert handle.stats()["reused"] == 2 * table.count(0) * len(schedule.tables)  # 2 blocks per type
+    assert torch.isfinite(cached).all() and not torch.equal(cached, reference)
+    assert torch.equal(generate(dit_pipe)(), reference)
+
+
+def test_run_probes_round_trip_merge_and_read_single_step_files(run_probed, tmp_path):
+    profile, probed = run_probed
+    path = tmp_path / "runs.safetensors"
+    probed.save(path)
+    loaded = ErrorProfile.load(path)
+    assert torch.equal(loaded.probe_sums, probed.probe_sums) and torch.equal(loaded.probe_counts, probed.probe_counts)
+    single = profile.with_probes(probed.probe_sums[:1], probed.probe_counts[:1])
+    merged = single.merge(probed)  # one run length and two: the shorter is padded
+    assert merged.probe_counts.tolist() == [[0] + [2] * (STEPS - 2) + [0], [0] + [1] * (STEPS - 3) + [0, 0]]
+    # files written before runs were probed hold one value per step
+    from safetensors.torch import load, save
+
+    tensors = load(single.to_bytes())
+    tensors["probe_sum"], tensors["probe_count"] = tensors["probe_sum"][0], tensors["probe_count"][0]
+    header = {"smoothcache": json.dumps(single._header())}
+    old = ErrorProfile.from_bytes(save(tensors, metadata=header))
+    assert torch.equal(old.probe_counts, single.probe_counts) and old.probed_run_length == 1
+
+
+def test_runs_schedule_refuses_what_it_cannot_plan(run_probed):
+    profile, probed = run_probed
+    with pytest.raises(ScheduleError, match="no probes.*run_lengths=2"):
+        profile.schedule(macs=0.7, method="runs")
+    with pytest.raises(ScheduleError, match="give macs= or speedup=, not alpha"):
+        probed.schedule(0.1, method="runs")
+    with pytest.raises(ScheduleError, match="longest probed run \\(2\\).*run_lengths=3"):
+        probed.schedule(macs=0.7, method="runs", lookahead=3)
+    with pytest.raises(ScheduleError, match="weighting at its default"):
+        probed.schedule(macs=0.7, method="runs", weighting="sensitivity")
+    with pytest.raises(ScheduleError, match="runs of at most 1 steps.*probe longer runs"):
+        probed.schedule(macs=0.3, method="runs", lookahead=1)
+
+
+@given(costs=st.lists(st.floats(0, 1), min_size=2 * 9, max_size=2 * 9))
+@settings(max_examples=30, deadline=None)
+def test_plan_runs_finds_the_cheapest_runs_for_every_compute_count(costs):
+    """Against brute force over every table of 9 steps with runs of at most 2 (first and last computed)."""
+    steps = 9
+    run_cost = np.vstack([np.zeros(steps), np.array(costs).reshape(2, steps)])
+    plan = plan_runs(run_cost)
+    best: dict[int, float] = {}
+    for middle in itertools.product((0, 1), repeat=steps - 2):
+        table = [1, *middle, 1]
+        if "000" in "".join(map(str, table)):
+            continue
+        total, last = 0.0, 0
+        for step in range(1, steps):
+            if table[step]:
+                total += run_cost[step - last - 1, last]
+                last = step
+        best[sum(table)] = min(best.get(sum(table), np.inf), total)
+    for computes, cost in best.items():
+        assert plan.error[computes] == pytest.approx(cost)
+        assert sum(plan.table(computes)) == computes
+    assert np.isinf(plan.error[: min(best)]).all()
+
+
+def test_unprobed_starts_are_interpolated_and_runs_end_before_the_last_step():
+    steps = 8
+    sums, counts = np.zeros((3, steps)), np.zeros((3, steps), dtype=np.int64)
+    sums[0, [1, 5]], counts[0, [1, 5]] = [0.2, 0.6], 1
+    sums[1, [1, 5]], counts[1, [1, 5]] = [1.0, 3.0], 2  # means 0.5 and 1.5
+    run_cost = interpolated_run_costs(sums, counts)
+    assert run_cost.shape == (4, steps) and (run_cost[0] == 0).all()
+    # run_cost[l, q]: the run of l steps after a compute at q, i.e. from step q + 1
+    assert np.allclose(run_cost[1, :6], [0.2, 0.3, 0.4, 0.5, 0.6, 0.6]) and np.isinf(run_cost[1, 6:]).all()
+    assert np.allclose(run_cost[2, :5], [0.5, 0.75, 1.0, 1.25, 1.5]) and np.isinf(run_cost[2, 5:]).all()
+    assert np.isinf(run_cost[3]).all()  # never probed: forbidden
