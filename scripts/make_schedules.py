@@ -1,9 +1,10 @@
 """Calibrate the trained reference models and write the shipped schedules and profiles (``schedules/``).
 
 For every entry: calibrate the workload of ``smoothcache.reference.workloads`` on seeds
-0..samples-1 (one sample of every class per seed: the frontier evaluates on seeds 1000+), save the
-error profile, derive the schedule for the entry's MAC target and record in its provenance how it
-was made. Run from the repository root (a few minutes on 2 CPU cores):
+0..samples-1 (one sample of every class per seed: the frontier evaluates on seeds 1000+), probe the
+final-output error of runs of reuse on seed 0 (``smoothcache.probe``), save the error profile, derive
+the schedule for the entry's MAC target and record in its provenance how it was made. Run from the
+repository root (about 30 minutes on 2 CPU cores, most of it probing):
 
     python scripts/make_schedules.py [--only digits-dit-ddim-50 ...]
 """
@@ -31,6 +32,8 @@ class Entry:
     steps: int
     samples: int
     macs: float
+    probes: int  # probed steps (evenly spaced); every run length is probed from each
+    run_lengths: int = 2
     granularity: str = "type"
     method: str = "greedy"
 
@@ -39,10 +42,10 @@ class Entry:
 #: with the paper's greedy per-type schedule: on the frontier it is the most faithful of our three
 #: variants at 2x (per-block schedules fit the calibration set's noise; see BENCHMARKS.md).
 ENTRIES = (
-    Entry("digits-dit-ddim-50", "digits", "ddim", 50, samples=4, macs=0.5),
-    Entry("digits-dit-dpm-25", "digits", "dpm", 25, samples=4, macs=0.5),
-    Entry("tones-dit-cosine-dpm-50", "tones", None, 50, samples=6, macs=0.5),
-    Entry("moving-digits-stdit3-rflow-30", "moving_digits", None, 30, samples=2, macs=0.5),
+    Entry("digits-dit-ddim-50", "digits", "ddim", 50, samples=4, macs=0.5, probes=24),
+    Entry("digits-dit-dpm-25", "digits", "dpm", 25, samples=4, macs=0.5, probes=12),
+    Entry("tones-dit-cosine-dpm-50", "tones", None, 50, samples=6, macs=0.5, probes=24),
+    Entry("moving-digits-stdit3-rflow-30", "moving_digits", None, 30, samples=2, macs=0.5, probes=14),
 )
 
 
@@ -59,6 +62,7 @@ def make(entry: Entry, recalibrate: bool = True) -> smoothcache.Schedule:
                 workload.generate(seed, entry.steps)
 
         profile = smoothcache.calibrate(workload.model, run, solver=entry.scheduler or workload.solver)
+        profile = smoothcache.probe(workload.model, profile, lambda: workload.generate(0, entry.steps), probes=entry.probes, run_lengths=entry.run_lengths)
         profile.save(profile_path)
     else:
         profile = smoothcache.ErrorProfile.load(profile_path)
@@ -71,6 +75,7 @@ def make(entry: Entry, recalibrate: bool = True) -> smoothcache.Schedule:
             "scheduler": entry.scheduler or workload.solver,
             "steps": entry.steps,
             "seeds": list(range(entry.samples)),
+            "probes": {"seed": 0, "steps": entry.probes, "run_lengths": entry.run_lengths},
             "weights_sha256": weights_digest(workload.model),
             "command": f"python scripts/make_schedules.py --only {entry.name}",
         },

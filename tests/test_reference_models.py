@@ -80,8 +80,13 @@ def test_shipped_schedule_was_calibrated_on_the_shipped_weights(name):
     assert calibration["weights_sha256"] == weights_digest(workload.model), (
         f"{name} was calibrated on other weights; rerun python scripts/make_schedules.py --only {name}"
     )
-    assert schedule.steps == calibration["steps"] == schedules.profile(name).steps
+    profile = schedules.profile(name)
+    assert schedule.steps == calibration["steps"] == profile.steps
     assert 0.45 <= schedule.provenance["mac_fraction"] <= 0.5
+    assert profile.probed_run_length == calibration["probes"]["run_lengths"]  # every method can be derived again
+    provenance = schedule.provenance
+    again = profile.schedule(macs=provenance["target_macs"], method=provenance["method"], granularity=provenance["granularity"])
+    assert again.tables == schedule.tables
     compiled = schedule.compile(schedules.profile(name).components)  # every component has a table
     assert all(decisions is not None for decisions in compiled.compute)
 
