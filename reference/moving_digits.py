@@ -16,8 +16,9 @@ from pathlib import Path
 
 import torch
 from torch import Tensor
+from torch.nn import functional as F
 
-from .digits import CANVAS_SIDE, DIGIT_SIDE, NUM_CLASSES, DigitClassifier, load_digit_classifier, load_digits_8, place_digit
+from .digits import CANVAS_SIDE, DIGIT_SIDE, NUM_CLASSES, DigitClassifier, load_digit_classifier, load_digits_8
 from .opensora_v12 import STDiT3, STDiT3Config
 
 WEIGHTS = Path(__file__).parent / "weights"
@@ -61,17 +62,16 @@ def moving_digits(split: str, seed: int = 0) -> tuple[Tensor, Tensor]:
     ``videos [N, 1, FRAMES, 16, 16]`` in [-1, 1] (background -1) and ``labels [N]``.
 
     Trajectories are drawn from ``seed``, so each seed is a new set of motions of the same digits.
+    Each frame is :func:`digits.place_digit` at its corner, taken at once as a 16x16 window of the
+    digit padded by ``SPAN`` pixels of background on every side.
     """
     digits8, labels = load_digits_8(split)
     corners = trajectories(len(digits8), torch.Generator().manual_seed(seed))
-    frames = digits8[:, None].expand(-1, FRAMES, -1, -1, -1)  # [N, FRAMES, 1, 8, 8]
-    videos = torch.empty(len(digits8), FRAMES, 1, CANVAS_SIDE, CANVAS_SIDE)
-    # place all frames that share a corner at once
-    for row in range(SPAN + 1):
-        for col in range(SPAN + 1):
-            at = (corners[..., 0] == row) & (corners[..., 1] == col)
-            videos[at] = place_digit(frames[at], row, col)
-    return videos.transpose(1, 2).contiguous(), labels
+    padded = F.pad(digits8[:, 0], (SPAN, SPAN, SPAN, SPAN), value=-1.0)  # [N, 24, 24]
+    windows = padded.unfold(1, CANVAS_SIDE, 1).unfold(2, CANVAS_SIDE, 1)  # [N, 9, 9, 16, 16]
+    # the window at (i, j) holds the digit with its top-left corner at (SPAN - i, SPAN - j)
+    videos = windows[torch.arange(len(digits8))[:, None], SPAN - corners[..., 0], SPAN - corners[..., 1]]
+    return videos[:, None], labels
 
 
 def model_config(

@@ -10,10 +10,10 @@ guidance. AdamW with warmup and cosine decay, EMA of the weights; every epoch dr
 Seeded, and deterministic on CPU; ``--device cuda`` draws the same data and noise but its attention
 backward is not bitwise reproducible. At the end the EMA model is saved, the loss curve plotted, and
 generated videos scored with the shared digit classifier at several guidance scales. Run from the
-repository root (the defaults are the shipped model's run: about 6 minutes on one GPU, about 85 on
-2 CPU cores):
+repository root (the defaults are the shipped model's run: 7,300 steps, the count ``--minutes 7`` chose
+on one NVIDIA H200, where they took 463 s; about 5 hours on 2 CPU cores):
 
-    python scripts/train_moving_digits.py --device cuda [--steps N] [--out reference/weights/moving-digits-stdit3.safetensors]
+    python scripts/train_moving_digits.py --device cuda [--steps N | --minutes M] [--checkpoint-every N] [--out reference/weights/moving-digits-stdit3.safetensors]
 """
 
 from __future__ import annotations
@@ -37,14 +37,21 @@ from smoothcache.reference.moving_digits import (
 )
 from smoothcache.reference.opensora_v12 import STDiT3
 
-#: Classifier-free guidance scales tried after training (the default is moving_digits.DEFAULT_GUIDANCE).
+#: Classifier-free guidance scales tried after training by default (moving_digits.DEFAULT_GUIDANCE is the best).
 GUIDANCE_SWEEP = (1.0, 2.0, 4.0, 6.0)
 
 
 def ema_update(ema: nn.Module, model: nn.Module, decay: float) -> None:
     with torch.no_grad():
-        for e, p in zip(ema.parameters(), model.parameters(), strict=True):
-            e.lerp_(p, 1.0 - decay)
+        torch._foreach_lerp_(list(ema.parameters()), list(model.parameters()), 1.0 - decay)
+
+
+def to_device(value: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """``value`` on ``device``; on cuda through pinned memory without waiting, so that the CPU draws the
+    next batch while the GPU trains on this one (a pageable copy would wait for the GPU's queue)."""
+    if device.type != "cuda":
+        return value
+    return value.pin_memory().to(device, non_blocking=True)
 
 
 class Trainee(nn.Module):
@@ -62,7 +69,10 @@ class Trainee(nn.Module):
         """The velocity. Without ``x_mask``: the sampler's all-True ``x_mask`` gives bitwise the same
         output, and skipping its t=0 modulation branch makes a training step about a quarter faster."""
         y = class_captions(self.class_table, labels)
-        return self.model(x_t, t, y=y, **(model_kwargs(len(labels), x_t.device) | {"x_mask": None}))
+        # height and width from the CPU: the model reads them as numbers (.item()), which on a GPU would
+        # wait at every step for all queued kernels
+        on_cpu = {key: model_kwargs(len(labels))[key] for key in ("height", "width")}
+        return self.model(x_t, t, y=y, **(model_kwargs(len(labels), x_t.device) | {"x_mask": None} | on_cpu))
 
 
 def motion(videos: torch.Tensor) -> tuple[float, float]:
@@ -96,7 +106,12 @@ def plot_loss(losses: list[float], path: Path, window: int = 100) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--steps", type=int, default=2100)
+    parser.add_argument("--steps", type=int, default=7300)
+    parser.add_argument(
+        "--minutes", type=float,
+        help="train for about this many minutes instead: --steps is fixed at the end of warm-up from the speed over "
+        "its second half (the cosine schedule starts after it, so --steps N with the recorded N reproduces the run)",
+    )
     parser.add_argument("--batch", type=int, default=256)
     parser.add_argument("--timesteps", choices=("uniform", "logit-normal"), default="uniform")
     parser.add_argument("--lr", type=float, default=2e-3)
@@ -113,9 +128,17 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--eval-per-class", type=int, default=10, help="generated videos per class and guidance scale")
     parser.add_argument("--eval-steps", type=int, default=30)
+    parser.add_argument("--guidance", type=float, nargs="+", default=list(GUIDANCE_SWEEP), help="guidance scales to score")
     parser.add_argument("--out", type=Path, default=MODEL_WEIGHTS)
     parser.add_argument("--summary", type=Path, help="also write losses and scores to this JSON file")
+    parser.add_argument(
+        "--checkpoint-every", type=int, default=0,
+        help="every N steps also save the EMA weights to --out (and the summary so far), so that a run killed "
+        "before the end leaves usable weights; 0: only at the end",
+    )
     args = parser.parse_args()
+    if args.minutes is not None and args.warmup < 20:
+        parser.error("--minutes times the second half of warm-up: give --warmup 20 or more")
     if args.summary is not None and args.summary.resolve() == args.out.with_suffix(".json").resolve():
         parser.error(f"--summary {args.summary} would overwrite the model config written beside --out; name another file")
 
@@ -133,7 +156,8 @@ def main() -> None:
     parameters = sum(p.numel() for p in trainee.parameters())
     print(f"{parameters} parameters", flush=True)
 
-    optimizer = torch.optim.AdamW(trainee.parameters(), lr=args.lr, weight_decay=0.0)
+    # fused on cuda: one kernel for the whole update (same algorithm; the CPU keeps the reference one)
+    optimizer = torch.optim.AdamW(trainee.parameters(), lr=args.lr, weight_decay=0.0, fused=True if device.type == "cuda" else None)
 
     def lr_factor(step: int) -> float:
         if step < args.warmup:
@@ -141,11 +165,44 @@ def main() -> None:
         return 0.5 * (1 + math.cos(math.pi * (step - args.warmup) / max(1, args.steps - args.warmup)))
 
     schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_factor)
+
+    def clock() -> float:
+        """Seconds since ``start``, once the device has finished its queued work."""
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        return time.perf_counter() - start
+
+    def save(losses: list[float], seconds: float) -> None:
+        """The EMA weights to ``--out``, through a temporary file (a kill while writing keeps the last
+        save), with the step count reached."""
+        model, class_table = copy.deepcopy(ema).cpu().model, ema.class_table.detach().cpu()
+        metadata = {
+            "steps": str(args.steps), "steps_done": str(len(losses)), "batch": str(args.batch),
+            "train_seconds": f"{seconds:.0f}", "parameters": str(parameters),
+            "final_loss": f"{sum(losses[-100:]) / len(losses[-100:]):.4f}",
+        }
+        partial = args.out.with_name(args.out.stem + ".partial" + args.out.suffix)
+        save_moving_digits_stdit3(model, class_table, partial, metadata)
+        partial.replace(args.out)
+        partial.with_suffix(".json").replace(args.out.with_suffix(".json"))
+
+    def write_summary(losses: list[float], seconds: float, results: dict[float, dict[str, float]]) -> None:
+        if args.summary is not None:
+            summary = {
+                "steps": args.steps, "steps_done": len(losses), "train_seconds": seconds, "steps_per_second": rate,
+                "parameters": parameters, "losses": losses, "eval": results,
+            }
+            args.summary.write_text(json.dumps(summary | {"args": {k: str(v) for k, v in vars(args).items()}}))
+
     losses: list[float] = []
+    pending: list[torch.Tensor] = []  # losses still on the device: read every 100 steps, not every step
+    rate: float | None = None
     epoch = 0
     batches: list[tuple[torch.Tensor, torch.Tensor]] = []
     start = time.perf_counter()
-    for step in range(args.steps):
+    half_warmup = 0.0
+    step = 0
+    while step < args.steps:
         if not batches:
             videos, labels = moving_digits("train", seed=args.seed * 100_000 + epoch)
             order = torch.randperm(len(labels), generator=generator)
@@ -157,7 +214,7 @@ def main() -> None:
             t = torch.rand(len(x0), generator=generator) * NUM_TIMESTEPS
         else:  # RFlowScheduler's LogisticNormal(0, 1) sample is the sigmoid of a standard normal
             t = torch.sigmoid(torch.randn(len(x0), generator=generator)) * NUM_TIMESTEPS
-        x0, labels, noise, t = (value.to(device) for value in (x0, labels, noise, t))
+        x0, labels, noise, t = (to_device(value, device) for value in (x0, labels, noise, t))
         velocity = trainee(add_noise(x0, noise, t), t, labels)
         loss = F.mse_loss(velocity, x0 - noise)
         optimizer.zero_grad(set_to_none=True)
@@ -165,31 +222,43 @@ def main() -> None:
         optimizer.step()
         schedule.step()
         ema_update(ema, trainee, min(args.ema, (1 + step) / (10 + step)))
-        losses.append(loss.item())
-        if (step + 1) % 100 == 0 or step + 1 == args.steps:
+        pending.append(loss.detach())
+        step += 1
+        if step == args.warmup // 2:
+            half_warmup = clock()
+        if step == args.warmup:
+            rate = (args.warmup - args.warmup // 2) / (clock() - half_warmup)
+            if args.minutes is not None:
+                # the cosine factor of this step is 1 whatever the length; every later one reads the new --steps
+                args.steps = max(args.warmup + 100, int(args.warmup + rate * (60 * args.minutes - clock())) // 100 * 100)
+                print(f"{rate:.1f} steps/s: training for {args.steps} steps", flush=True)
+        report = step % 100 == 0 or step == args.steps
+        checkpoint = args.checkpoint_every > 0 and step % args.checkpoint_every == 0 and step < args.steps
+        if report or checkpoint:
+            losses += torch.stack(pending).tolist()
+            pending.clear()
+        if report:
             recent = sum(losses[-100:]) / len(losses[-100:])
-            print(f"step {step + 1:5d}  epoch {epoch:3d}  loss {recent:.4f}  {time.perf_counter() - start:.1f}s", flush=True)
-    train_seconds = time.perf_counter() - start
+            print(f"step {step:5d}  epoch {epoch:3d}  loss {recent:.4f}  {time.perf_counter() - start:.1f}s", flush=True)
+        if checkpoint:
+            save(losses, clock())
+            write_summary(losses, clock(), {})
+    train_seconds = clock()
 
-    ema.cpu()
-    model, class_table = ema.model, ema.class_table.detach()
-    size = sum(v.numel() * v.element_size() for v in model.state_dict().values()) + class_table.numel() * 4
-    metadata = {
-        "steps": str(args.steps), "batch": str(args.batch), "train_seconds": f"{train_seconds:.0f}",
-        "parameters": str(parameters), "final_loss": f"{sum(losses[-100:]) / len(losses[-100:]):.4f}",
-    }
-    save_moving_digits_stdit3(model, class_table, args.out, metadata)
+    size = sum(v.numel() * v.element_size() for v in ema.state_dict().values())
+    save(losses, train_seconds)
+    write_summary(losses, train_seconds, {})
     plot_loss(losses, args.out.with_name(args.out.stem + "-loss.png"))
     print(f"saved {args.out} ({parameters} parameters, {size / 1e6:.2f} MB) after {train_seconds:.0f}s of training", flush=True)
 
     classifier = load_digit_classifier()
-    model, class_table = model.to(device), class_table.to(device)
+    model, class_table = ema.model, ema.class_table.detach()
     labels = torch.arange(NUM_CLASSES).repeat_interleave(args.eval_per_class)
     real, _ = moving_digits("test", seed=1)
     real_total, real_step = motion((real + 1) / 2)
     print(f"real test videos: centroid moves {real_total:.2f} px first->last, {real_step:.2f} px per frame")
     results = {}
-    for guidance in GUIDANCE_SWEEP:
+    for guidance in args.guidance:
         begin = time.perf_counter()
         videos = sample_moving_digits(model, class_table, labels, steps=args.eval_steps, seed=args.seed, guidance=guidance)
         per_frame, per_video = frame_accuracy(videos, labels, classifier)
@@ -200,9 +269,7 @@ def main() -> None:
             f"centroid moves {total:.2f} px ({per_step:.2f}/frame)  {time.perf_counter() - begin:.0f}s",
             flush=True,
         )
-    if args.summary is not None:
-        summary = {"train_seconds": train_seconds, "parameters": parameters, "losses": losses, "eval": results}
-        args.summary.write_text(json.dumps(summary | {"args": {k: str(v) for k, v in vars(args).items()}}))
+    write_summary(losses, train_seconds, results)
 
 
 if __name__ == "__main__":
