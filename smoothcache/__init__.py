@@ -186,6 +186,7 @@ def probe(
     probes: int | None = None,
     on_probe: Callable[[], None] | None = None,
     run_lengths: int = 1,
+    fill: str = "reuse",
 ) -> ErrorProfile:
     """``profile`` with the step sensitivity measured: how much the final output moves when every
     component reuses for ``1..run_lengths`` steps from one step.
@@ -198,10 +199,11 @@ def probe(
     (e.g. ``lambda: pipe(..., generator=torch.Generator().manual_seed(0), output_type="pt").images``);
     it runs twice uncached and ``run_lengths`` times per probed step (fewer near the end): every
     interior step, or ``probes`` evenly spaced ones (costs are interpolated between them). ``on_probe``
-    is called after each probe generation.
+    is called after each probe generation. ``fill="linear"`` probes runs that extrapolate the last two
+    computed values instead of reusing the last one; ``method="runs"`` schedules then fill the same way.
     """
     module = _as_model(model)
-    return probe_steps(module, resolve_adapter(module, adapter), profile, generate, probes, on_probe, run_lengths)
+    return probe_steps(module, resolve_adapter(module, adapter), profile, generate, probes, on_probe, run_lengths, fill)
 
 
 def mac_report(

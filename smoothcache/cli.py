@@ -84,6 +84,11 @@ def _parser() -> argparse.ArgumentParser:
         help="probe runs of reuse of 1..K steps from each probed step (K generations per step; K >= 2 enables "
         "`schedule --method runs`; default 1)",
     )
+    calibrate.add_argument(
+        "--fill", choices=("reuse", "linear"), default="reuse",
+        help="what probed runs return at skipped steps: the last computed value (default) or the line through the last "
+        "two; `schedule --method runs` then fills the same way",
+    )
     calibrate.add_argument("--plot", help="also write a PNG of the error curves")
     calibrate.add_argument("-o", "--output", required=True, help="profile file (.safetensors)")
 
@@ -103,6 +108,11 @@ def _parser() -> argparse.ArgumentParser:
     schedule.add_argument(
         "--weighting", choices=("uniform", "sensitivity"), default="uniform",
         help="weigh every step's error alike, as the paper (default), or by the sensitivity probed with calibrate --probes",
+    )
+    schedule.add_argument(
+        "--fill", choices=("reuse", "linear"),
+        help="what skipped steps return: the last computed value, or the line through the last two "
+        "(default: runs fill as the profile was probed, the others reuse)",
     )
     schedule.add_argument("--plot", help="also write a PNG heat-map (component x step)")
     schedule.add_argument("-o", "--output", required=True, help="schedule file (.json)")
@@ -217,7 +227,7 @@ def cmd_calibrate(args: argparse.Namespace) -> None:
         with tqdm(total=total, desc="probing", unit="generation", file=sys.stderr) as bar:
             profile = smoothcache.probe(
                 workload.model, profile, lambda: workload.generate(0, steps), adapter=adapter, probes=probes, on_probe=bar.update,
-                run_lengths=args.run_lengths,
+                run_lengths=args.run_lengths, fill=args.fill,
             )
     profile.save(args.output)
     if args.plot:
@@ -233,7 +243,7 @@ def cmd_schedule(args: argparse.Namespace) -> None:
     profile = ErrorProfile.load(args.profile)
     schedule = profile.schedule(
         args.alpha, speedup=args.speedup, macs=args.macs, granularity=args.granularity, method=args.method, lookahead=args.lookahead,
-        weighting=args.weighting,
+        weighting=args.weighting, fill=args.fill,
     )
     schedule.save(args.output)
     if args.plot:
@@ -244,7 +254,7 @@ def cmd_schedule(args: argparse.Namespace) -> None:
     alpha = f", alpha {provenance['alpha']:.4g}" if provenance.get("alpha") is not None else ""
     print(
         f"wrote {args.output}: {len(schedule.tables)} lists x {schedule.steps} steps ({args.method}, {args.granularity}, "
-        f"{provenance['weighting'] or 'probed-runs'} weighting{alpha}); "
+        f"{provenance['weighting'] or 'probed-runs'} weighting{alpha}, {schedule.fill} fill); "
         f"MAC fraction {provenance['mac_fraction']:.3f}, ideal speedup {provenance['ideal_speedup']:.2f}x"
     )
 

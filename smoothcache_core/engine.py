@@ -3,7 +3,8 @@
 :class:`Attachment` installs a step source and one gate per component atomically and removes them
 exactly. :class:`CacheHandle` is the attachment used for inference: each gate asks the compiled
 schedule (plain Python booleans indexed by the tracker's step) whether to compute or to reuse, and
-keeps at most one value per (component, branch), only while a following step will reuse it.
+keeps at most one value per (component, branch) — two with the linear fill — only while a later
+step will use it.
 Calibration's recorder (``recorder.py``) is the same attachment with recording gates. Nothing here
 reads a tensor: the only host read per model evaluation is the step source's timestep.
 """
@@ -71,6 +72,18 @@ def _version_of(value: Any) -> int | None:
 
 #: diffusers hook modules that cache outputs across steps: two caches on one model would decide apart.
 _FOREIGN_CACHE_HOOKS = ("first_block_cache", "faster_cache", "mag_cache", "pyramid_attention_broadcast", "taylorseer_cache", "sea_cache")
+
+
+def extrapolate(last: Any, before: Any, ratio: float) -> Any:
+    """``last + ratio * (last - before)`` for every tensor of an output (tuples and lists element by
+    element; anything else, or outputs that do not line up, is ``last`` as it is)."""
+    if isinstance(last, torch.Tensor):
+        if isinstance(before, torch.Tensor) and before.shape == last.shape and last.is_floating_point():
+            return torch.lerp(before, last, 1.0 + ratio)
+        return last
+    if isinstance(last, (tuple, list)) and isinstance(before, (tuple, list)) and len(last) == len(before):
+        return type(last)(extrapolate(a, b, ratio) for a, b in zip(last, before))
+    return last
 
 
 def foreign_caches(model: nn.Module) -> list[str]:
@@ -270,19 +283,22 @@ class CacheHandle(Attachment):
         count = len(self.components)
         self._compiled = schedule.compile(self.components) if schedule else CompiledSchedule.all_compute(count)
         self._counters = _Counters(count)
-        self._caches: list[dict[int, tuple[Any, ...]]] = [{} for _ in range(count)]
+        self._caches: list[dict[int, tuple[tuple[Any, ...], ...]]] = [{} for _ in range(count)]
         measured = _MEASURED_MACS.setdefault(model, {})
         self._macs = [measured.setdefault(c.key, {}) for c in self.components]
         self._last_evaluation = [0] * count
         self._meter = MacMeter()
         self._lock = threading.Lock()
         self._owner: int | None = None  # the thread whose generation is in progress
-        # (compute, keep) of every component, per step, decided once here; the gates only read the
-        # current step's tuple, so a compiled block sees a handful of booleans, never the step number.
-        self._idle = ((True, False),) * count
-        compute, keep = self._compiled.compute, self._compiled.keep
+        # (compute, keep, ratio) of every component, per step, decided once here; the gates only read
+        # the current step's tuple, so a compiled block sees a handful of constants, never the step number.
+        self._idle = ((True, False, None),) * count
+        compute, keep, ratio = self._compiled.compute, self._compiled.keep, self._compiled.ratio
         self._decisions = tuple(
-            tuple((True, False) if compute[c] is None else (compute[c][step], keep[c][step]) for c in range(count))
+            tuple(
+                (True, False, None) if compute[c] is None else (compute[c][step], keep[c][step], ratio[c][step])
+                for c in range(count)
+            )
             for step in range(self._compiled.steps or 0)
         )
         self._now = list(self._idle)
@@ -321,7 +337,7 @@ class CacheHandle(Attachment):
         if evaluation == 0 or self._tracker.step < 0:
             return
         counters = self._counters
-        for index, (compute, _keep) in enumerate(self._now):
+        for index, (compute, _keep, _ratio) in enumerate(self._now):
             if self._last_evaluation[index] != evaluation:
                 self._last_evaluation[index] = evaluation
                 (counters.computed if compute else counters.reused)[index] += 1
@@ -384,6 +400,20 @@ class CacheHandle(Attachment):
         last_evaluation = self._last_evaluation
         key = self.components[index].key
         meter, counted = self._meter, self._counted
+        depth = 2 if self._compiled.fill == "linear" else 1
+
+        def check_reusable(output: Any, version: int | None) -> None:
+            if version is not None and _version_of(output) != version:
+                raise GenerationError(
+                    f"the model modified the output of {key!r} in place after it was cached; "
+                    "caching it would return a changed value; this model needs an adapter that "
+                    "caches another call"
+                )
+            if getattr(first_tensor(output), "requires_grad", False) and torch.is_grad_enabled():
+                raise GenerationError(
+                    f"reusing {key!r} with gradients enabled would backpropagate into an earlier "
+                    "step's graph; generate under torch.no_grad() or torch.inference_mode()"
+                )
 
         def make_gate(original: Callable[..., Any]) -> Callable[..., Any]:
             if compute_table is None:
@@ -399,7 +429,7 @@ class CacheHandle(Attachment):
                 return always_compute
 
             def gate(*args: Any, **kwargs: Any) -> Any:
-                compute, keep = now[index]
+                compute, keep, ratio = now[index]
                 branch = tracker.branch
                 # Compiled code must not read counters or versions (a compiled block would specialise
                 # on them): it only follows the decision; its counts are settled from the plan.
@@ -413,36 +443,32 @@ class CacheHandle(Attachment):
                         )
                     last_evaluation[index] = evaluation
                 signature = _input_signature(args, kwargs)
+                # cache[branch]: the last ``depth`` computed (signature, output, version), oldest first
                 if not compute:
-                    entry = cache.get(branch)
-                    if entry is not None and entry[0] == signature:
-                        _, output, version = entry
-                        if eager and version is not None and _version_of(output) != version:
-                            raise GenerationError(
-                                f"the model modified the output of {key!r} in place after it was cached; "
-                                "caching it would return a changed value; this model needs an adapter that "
-                                "caches another call"
-                            )
-                        if eager and getattr(first_tensor(output), "requires_grad", False) and torch.is_grad_enabled():
-                            raise GenerationError(
-                                f"reusing {key!r} with gradients enabled would backpropagate into an earlier "
-                                "step's graph; generate under torch.no_grad() or torch.inference_mode()"
-                            )
+                    entries = cache.get(branch)
+                    if entries and entries[-1][0] == signature:
                         if eager:
+                            for _, value, version in entries:
+                                check_reusable(value, version)
                             reused[index] += 1
                             skipped[index] += macs.get(signature, 0)
                         if not keep:
                             del cache[branch]
+                        output = entries[-1][1]
+                        if ratio is not None and len(entries) == 2 and entries[0][0] == signature:
+                            output = extrapolate(output, entries[0][1], ratio)
                         return output
                     if eager:
                         refreshed[index] += 1
+                    cache.pop(branch, None)  # a refresh starts the line anew
                 if eager:
                     computed[index] += 1
                 if not keep:
                     cache.pop(branch, None)
                 output = counted(original, args, kwargs, macs, signature, keep)
                 if keep:
-                    cache[branch] = (signature, output, _version_of(output) if eager else None)
+                    entry = (signature, output, _version_of(output) if eager else None)
+                    cache[branch] = (cache.get(branch, ()) + (entry,))[-depth:]
                 return output
 
             return gate
@@ -494,10 +520,11 @@ class CacheHandle(Attachment):
     def _cache_bytes(self) -> int:
         total = 0
         for cache in self._caches:
-            for _, output, _ in cache.values():
-                tensor = first_tensor(output)
-                if tensor is not None:
-                    total += tensor.numel() * tensor.element_size()
+            for entries in cache.values():
+                for _, output, _ in entries:
+                    tensor = first_tensor(output)
+                    if tensor is not None:
+                        total += tensor.numel() * tensor.element_size()
         return total
 
     def reset(self) -> None:

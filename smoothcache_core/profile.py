@@ -27,7 +27,7 @@ from .macs import MacCount, MacReport
 from .planning import (
     CurvePlan, estimated_error, greedy_scan, interpolated_run_costs, optimal_counts, plan_curve, plan_runs, step_weights, weighted_rows,
 )
-from .schedule import Schedule, has_single_stack, type_key, write_bytes_atomic
+from .schedule import FILLS, Schedule, has_single_stack, type_key, write_bytes_atomic
 
 FORMAT = "smoothcache.profile"
 VERSION = 1
@@ -121,14 +121,25 @@ class ErrorProfile:
         lengths = np.flatnonzero(self.probe_counts.sum(dim=1).numpy() > 0)
         return int(lengths[-1]) + 1 if len(lengths) else 0
 
-    def with_probes(self, sums: torch.Tensor, counts: torch.Tensor) -> ErrorProfile:
-        """This profile with probe results ``[run lengths, steps]`` added to those it already holds."""
+    @property
+    def probe_fill(self) -> str:
+        """What the probed runs returned at skipped steps (see ``smoothcache_core.schedule.FILLS``)."""
+        return str(self.metadata.get("probe_fill", "reuse"))
+
+    def with_probes(self, sums: torch.Tensor, counts: torch.Tensor, fill: str = "reuse") -> ErrorProfile:
+        """This profile with probe results ``[run lengths, steps]``, measured with ``fill``, added to
+        those it already holds."""
         sums, counts = sums.double(), counts.long()
+        if self.probe_sums is not None and fill != self.probe_fill:
+            raise ProfileError(
+                f"the profile's probes were measured with the {self.probe_fill!r} fill and these with {fill!r}; "
+                "probe with the same fill to combine them"
+            )
         if self.probe_sums is not None:
             lengths = max(len(sums), len(self.probe_sums))
             sums = _pad_rows(sums, lengths) + _pad_rows(self.probe_sums, lengths)
             counts = _pad_rows(counts, lengths) + _pad_rows(self.probe_counts, lengths)
-        return replace(self, probe_sums=sums, probe_counts=counts)
+        return replace(self, probe_sums=sums, probe_counts=counts, metadata={**self.metadata, "probe_fill": fill})
 
     def step_weights(self) -> np.ndarray:
         """Per step, how much the final sample moves per unit of component error (mean 1), from the probes."""
@@ -195,7 +206,9 @@ class ErrorProfile:
                 raise ProfileError(f"{origin} is not a smoothcache profile of format version {VERSION}")
             components = tuple(ComponentSpec(str(k), str(kind), str(n), str(b), int(i)) for k, kind, n, b, i in header["components"])
             steps = int(tensors["sum"].shape[-1])
-            metadata = {key: header[key] for key in ("adapter", "model_class", "config_fingerprint", "solver", "generations") if key in header}
+            metadata = {
+                key: header[key] for key in ("adapter", "model_class", "config_fingerprint", "solver", "generations", "probe_fill") if key in header
+            }
             return cls(
                 components=components,
                 sums=tensors["sum"].double(),
@@ -249,7 +262,7 @@ class ErrorProfile:
             self.probe_sums,
             self.probe_counts,
         )
-        return merged if other.probe_sums is None else merged.with_probes(other.probe_sums, other.probe_counts)
+        return merged if other.probe_sums is None else merged.with_probes(other.probe_sums, other.probe_counts, other.probe_fill)
 
     __add__ = merge
 
@@ -263,7 +276,7 @@ class ErrorProfile:
         import torch.distributed as dist
 
         identity = json.dumps(
-            [self.metadata.get(k) for k in (*_IDENTITY, "solver")] + [c.key for c in self.components] + [self.steps, self.lookahead, None if self.probe_sums is None else list(self.probe_sums.shape)]
+            [self.metadata.get(k) for k in (*_IDENTITY, "solver")] + [c.key for c in self.components] + [self.steps, self.lookahead, None if self.probe_sums is None else [*self.probe_sums.shape, self.probe_fill]]
         )
         identities: list[str | None] = [None] * dist.get_world_size(group)
         dist.all_gather_object(identities, identity, group=group)
@@ -346,6 +359,7 @@ class ErrorProfile:
         method: str = "greedy",
         lookahead: int | None = None,
         weighting: str = "uniform",
+        fill: str | None = None,
     ) -> Schedule:
         """A schedule from this profile, without running the model.
 
@@ -365,6 +379,9 @@ class ErrorProfile:
         the runs under the MAC budget. A component's error says nothing of how the errors of a run of
         reuse compound in the sample; the probes measure exactly that. ``lookahead`` caps the run length.
 
+        ``fill`` is what the schedule returns at skipped steps (``"reuse"`` or ``"linear"``): for
+        ``"runs"`` the fill the profile was probed with (the default), else ``"reuse"`` by default.
+
         ``weighting="uniform"`` is the paper's measure. ``"sensitivity"`` (a probed profile) multiplies
         each error by the probed weight of the step where the stale value is used, so both methods
         rank reuse by its effect on the final sample. It is not the default: on the reference digits
@@ -382,7 +399,10 @@ class ErrorProfile:
         if weighting not in WEIGHTINGS:
             raise ScheduleError(f"weighting must be one of {WEIGHTINGS}, got {weighting!r}")
         if method == "runs":
-            return self._runs_schedule(alpha, macs, granularity, lookahead, weighting)
+            return self._runs_schedule(alpha, macs, granularity, lookahead, weighting, fill)
+        fill = fill or "reuse"
+        if fill not in FILLS:
+            raise ScheduleError(f"fill must be one of {FILLS}, got {fill!r}")
         keys, curves, members = self.curves(granularity, lookahead)
         if weighting == "sensitivity":
             weights = self.step_weights()
@@ -404,11 +424,11 @@ class ErrorProfile:
         else:
             raise ScheduleError(f"method must be 'greedy', 'optimal' or 'runs', got {method!r}")
         error = sum(len(m) * estimated_error(curve, table) for curve, table, m in zip(curves, tables, members))
-        return self._make_schedule(keys, tables, group_macs, lookahead or self.lookahead, granularity, method, weighting, alpha, macs, error)
+        return self._make_schedule(keys, tables, group_macs, lookahead or self.lookahead, granularity, method, weighting, alpha, macs, error, fill)
 
     def _make_schedule(
         self, keys: list[str], tables: list[list[int]], group_macs: list[int], lookahead: int, granularity: str,
-        method: str, weighting: str | None, alpha: float | None, macs: float | None, error: float,
+        method: str, weighting: str | None, alpha: float | None, macs: float | None, error: float, fill: str,
     ) -> Schedule:
         fraction = self._fraction(tables, group_macs)
         provenance = {
@@ -417,6 +437,7 @@ class ErrorProfile:
             "lookahead": lookahead,
             "granularity": granularity,
             "method": method,
+            "fill": fill,
             "weighting": weighting,
             "alpha": alpha,
             "target_macs": macs,
@@ -426,9 +447,11 @@ class ErrorProfile:
             "calibration_generations": self.metadata.get("generations"),
             "created_by": f"smoothcache {_library_version()}",
         }
-        return Schedule(dict(zip(keys, tables)), provenance)
+        return Schedule(dict(zip(keys, tables)), provenance, fill)
 
-    def _runs_schedule(self, alpha: float | None, macs: float | None, granularity: str, lookahead: int | None, weighting: str) -> Schedule:
+    def _runs_schedule(
+        self, alpha: float | None, macs: float | None, granularity: str, lookahead: int | None, weighting: str, fill: str | None
+    ) -> Schedule:
         """``method="runs"``: one reuse plan for every component from the probed runs (see :meth:`schedule`)."""
         if alpha is not None:
             raise ScheduleError("method='runs' spends a MAC budget: give macs= or speedup=, not alpha")
@@ -440,6 +463,11 @@ class ErrorProfile:
                 "method='runs' needs the final-output error of runs of reuse, and this profile has no probes; probe it "
                 "(smoothcache.probe(model, profile, generate, run_lengths=2) or `smoothcache calibrate --probes N --run-lengths 2`)"
             )
+        if fill not in (None, self.probe_fill):
+            raise ScheduleError(
+                f"method='runs' plans on probes measured with the {self.probe_fill!r} fill, so its schedule fills the same "
+                f"way; probe with fill={fill!r} for a {fill!r} schedule"
+            )
         length = probed if lookahead is None else lookahead
         if not 1 <= length <= probed:
             raise ScheduleError(f"lookahead must be between 1 and the longest probed run ({probed}), got {lookahead}; probe with run_lengths={lookahead}")
@@ -449,7 +477,7 @@ class ErrorProfile:
         group_macs = [sum(self.macs[i] for i in group) for group in members]
         table = self._optimal([plan], [sum(group_macs)], [1], macs, f"runs of at most {length} steps", "probe longer runs")[0]
         error = float(plan.error[sum(table)])
-        return self._make_schedule(keys, [table] * len(keys), group_macs, length, granularity, "runs", None, None, macs, error)
+        return self._make_schedule(keys, [table] * len(keys), group_macs, length, granularity, "runs", None, None, macs, error, self.probe_fill)
 
     def _fraction(self, tables: Sequence[list[int]], group_macs: Sequence[int]) -> float:
         total = self.evaluation_macs * self.steps

@@ -4,7 +4,12 @@ Format v1 (JSON)::
 
     {"format": "smoothcache.schedule", "version": 1,
      "components": {"attn1": [1, 0, 1, ...], "blocks.3.ff": [1, 1, 0, ...]},
+     "fill": "linear",
      "provenance": {"adapter": "dit", "model_class": "DiTTransformer2DModel", "steps": 50, ...}}
+
+``fill`` says what a skipped step returns: ``"reuse"`` (the default, and what a file without the
+field means) the last computed value, as the paper; ``"linear"`` the line through the last two
+computed values, extended to this step (the first skipped steps, with one value computed, reuse it).
 
 The original SmoothCache files (``{"attn": [...], "mlp": [...]}``, per-block ``"attn-3"``) load
 unchanged. A table key is resolved against the wrapped model's components, most specific first:
@@ -28,6 +33,10 @@ from .errors import ScheduleError
 
 FORMAT = "smoothcache.schedule"
 VERSION = 1
+#: What a skipped step returns: the last computed value, or the last two extrapolated linearly.
+FILLS = ("reuse", "linear")
+#: Computed values a fill needs.
+_FILL_DEPTH = {"reuse": 1, "linear": 2}
 
 
 def type_key(component: ComponentSpec, single_stack: bool) -> str:
@@ -55,18 +64,56 @@ def lookup_keys(components: Sequence[ComponentSpec]) -> list[tuple[str, ...]]:
 class CompiledSchedule:
     """A schedule resolved against one model's components: plain Python booleans for the gates.
 
-    ``compute[c][i]``: component ``c`` computes at step ``i``. ``keep[c][i]``: the value computed at
-    step ``i`` is needed at step ``i + 1`` (so the cache holds nothing it will not return).
-    ``None`` for a component means it always computes.
+    ``compute[c][i]``: component ``c`` computes at step ``i``. ``keep[c][i]``: after step ``i`` the
+    cached values are still needed by a later skipped step (so the cache holds nothing it will not
+    use). ``ratio[c][i]``: at a skipped step of the linear fill, how far past the last computed value
+    the line goes, in units of the distance between the last two (None: reuse the last value as it
+    is). ``None`` for a component means it always computes. ``fill``: see :data:`FILLS`.
     """
 
     steps: int | None
     compute: tuple[tuple[bool, ...] | None, ...]
     keep: tuple[tuple[bool, ...] | None, ...]
+    ratio: tuple[tuple[float | None, ...] | None, ...]
+    fill: str = "reuse"
 
     @classmethod
     def all_compute(cls, count: int) -> CompiledSchedule:
-        return cls(None, (None,) * count, (None,) * count)
+        return cls(None, (None,) * count, (None,) * count, (None,) * count)
+
+
+def _linear_ratios(flags: tuple[bool, ...]) -> tuple[float | None, ...]:
+    """Per skipped step ``i`` with computes at ``a < b`` before it: ``(i - b) / (b - a)``."""
+    ratios: list[float | None] = []
+    computes: list[int] = []
+    for step, compute in enumerate(flags):
+        if compute:
+            computes.append(step)
+            ratios.append(None)
+        elif len(computes) >= 2:
+            before, last = computes[-2:]
+            ratios.append((step - last) / (last - before))
+        else:
+            ratios.append(None)
+    return tuple(ratios)
+
+
+def _keep_flags(flags: tuple[bool, ...], depth: int) -> tuple[bool, ...]:
+    """Per step: whether a later skipped step uses a value computed up to here, i.e. fewer than
+    ``depth`` computes lie between this step and it."""
+    keep = []
+    for step in range(len(flags)):
+        computes = 0
+        needed = False
+        for later in flags[step + 1 :]:
+            if not later:
+                needed = True
+                break
+            computes += 1
+            if computes >= depth:
+                break
+        keep.append(needed)
+    return tuple(keep)
 
 
 def _as_table(key: str, values: Any) -> tuple[int, ...]:
@@ -89,8 +136,11 @@ class Schedule:
 
     tables: Mapping[str, tuple[int, ...]]
     provenance: Mapping[str, Any] = field(default_factory=dict)
+    fill: str = "reuse"
 
     def __post_init__(self) -> None:
+        if self.fill not in FILLS:
+            raise ScheduleError(f"schedule fill must be one of {FILLS}, got {self.fill!r}")
         if not self.tables:
             raise ScheduleError("the schedule has no components; give at least one list of 0/1 per step")
         tables = {str(key): _as_table(str(key), values) for key, values in self.tables.items()}
@@ -120,18 +170,20 @@ class Schedule:
             raise ScheduleError(
                 f"schedule format version {data.get('version')!r} is not supported; this smoothcache reads version {VERSION}"
             )
-        unknown = set(data) - {"format", "version", "components", "provenance"}
+        unknown = set(data) - {"format", "version", "components", "fill", "provenance"}
         if unknown:
-            raise ScheduleError(f"unknown schedule fields {sorted(unknown)}; expected components and provenance")
+            raise ScheduleError(f"unknown schedule fields {sorted(unknown)}; expected components, fill and provenance")
         if not isinstance(data.get("components"), Mapping):
             raise ScheduleError("schedule field 'components' must map component keys to lists of 0/1")
-        return cls(dict(data["components"]), data.get("provenance", {}))
+        return cls(dict(data["components"]), data.get("provenance", {}), data.get("fill", "reuse"))
 
     def to_dict(self) -> dict[str, Any]:
+        """The JSON object; ``fill`` only when it is not the default, so reuse schedules read anywhere."""
         return {
             "format": FORMAT,
             "version": VERSION,
             "components": {key: list(values) for key, values in self.tables.items()},
+            **({} if self.fill == "reuse" else {"fill": self.fill}),
             "provenance": dict(self.provenance),
         }
 
@@ -154,12 +206,12 @@ class Schedule:
         write_text_atomic(Path(path), json.dumps(self.to_dict(), indent=1) + "\n")
 
     @classmethod
-    def fora(cls, steps: int, interval: int, keys: Iterable[str]) -> Schedule:
+    def fora(cls, steps: int, interval: int, keys: Iterable[str], fill: str = "reuse") -> Schedule:
         """FORA's fixed-interval schedule: compute every ``interval`` steps and at the last step."""
         if interval < 1 or steps < 1:
             raise ScheduleError("FORA needs steps >= 1 and interval >= 1")
         table = [1 if i % interval == 0 or i == steps - 1 else 0 for i in range(steps)]
-        return cls({key: table for key in keys}, {"method": f"fora-{interval}", "steps": steps})
+        return cls({key: table for key in keys}, {"method": f"fora-{interval}", "steps": steps}, fill)
 
     def resample(self, num_steps: int) -> Schedule:
         """This schedule mapped to ``num_steps`` model evaluations.
@@ -184,7 +236,7 @@ class Schedule:
                     mapped[j], run = 1, 0
             tables[key] = mapped
         provenance = {**self.provenance, "steps": num_steps, "resampled_from": old}
-        return Schedule(tables, provenance)
+        return Schedule(tables, provenance, self.fill)
 
     def compile(self, components: Sequence[ComponentSpec]) -> CompiledSchedule:
         """Resolve tables against ``components``; unknown keys are an error listing what exists."""
@@ -192,16 +244,19 @@ class Schedule:
         used: set[str] = set()
         compute: list[tuple[bool, ...] | None] = []
         keep: list[tuple[bool, ...] | None] = []
+        ratio: list[tuple[float | None, ...] | None] = []
         for keys in candidates:
             table = next((self.tables[key] for key in keys if key in self.tables), None)
             used.update(key for key in keys if key in self.tables)
             if table is None or all(table):
                 compute.append(None)
                 keep.append(None)
+                ratio.append(None)
                 continue
             flags = tuple(bool(v) for v in table)
             compute.append(flags)
-            keep.append(tuple(not following for following in flags[1:]) + (False,))
+            keep.append(_keep_flags(flags, _FILL_DEPTH[self.fill]))
+            ratio.append(_linear_ratios(flags) if self.fill == "linear" else (None,) * len(flags))
         unknown = sorted(set(self.tables) - used)
         if unknown:
             types = sorted({c for keys in candidates for c in keys[2:]})
@@ -209,7 +264,7 @@ class Schedule:
                 f"schedule keys {unknown} match no component of this model; it has the types {types} "
                 f"and component keys like {candidates[0][0]!r} (or '<type>-<block index>')"
             )
-        return CompiledSchedule(self.steps, tuple(compute), tuple(keep))
+        return CompiledSchedule(self.steps, tuple(compute), tuple(keep), tuple(ratio), self.fill)
 
 
 def write_text_atomic(path: Path, text: str) -> None:

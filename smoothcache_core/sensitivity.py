@@ -30,7 +30,7 @@ from .adapter import ModelAdapter
 from .engine import attach, first_tensor
 from .errors import CalibrationError
 from .profile import ErrorProfile
-from .schedule import Schedule
+from .schedule import FILLS, Schedule
 
 logger = logging.getLogger(__name__)
 
@@ -81,6 +81,7 @@ def probe(
     probes: int | None = None,
     on_probe: Callable[[], None] | None = None,
     run_lengths: int = 1,
+    fill: str = "reuse",
 ) -> ErrorProfile:
     """``profile`` with the final-output error of reusing every component for ``1..run_lengths``
     steps from each probed step.
@@ -88,9 +89,12 @@ def probe(
     ``generate()`` runs one generation of the profile's number of steps with fixed seeds and returns
     its output; it is called twice uncached (the reference, and a check that it is deterministic)
     and once per probed run (:func:`probe_runs`). The model is unwrapped after every probe,
-    also on error.
+    also on error. ``fill`` is what the probed runs return at their skipped steps (a schedule planned
+    on these probes fills the same way).
     """
     runs = probe_runs(profile.steps, probes, run_lengths)
+    if fill not in FILLS:
+        raise CalibrationError(f"fill must be one of {FILLS}, got {fill!r}")
     keys = profile.curves("type")[0]
     with torch.no_grad():
         reference = _output_tensor(generate())
@@ -115,7 +119,7 @@ def probe(
         for start, length in runs:
             table = [1] * profile.steps
             table[start : start + length] = [0] * length
-            handle = attach(model, adapter, Schedule({key: table for key in keys}, {"steps": profile.steps}))
+            handle = attach(model, adapter, Schedule({key: table for key in keys}, {"steps": profile.steps}, fill))
             try:
                 output = _output_tensor(generate())
             finally:
@@ -125,4 +129,4 @@ def probe(
             if on_probe is not None:
                 on_probe()
     logger.debug("probed %d runs of %d steps", len(runs), profile.steps)
-    return profile.with_probes(torch.from_numpy(sums), torch.from_numpy(counts))
+    return profile.with_probes(torch.from_numpy(sums), torch.from_numpy(counts), fill)

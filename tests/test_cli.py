@@ -25,7 +25,7 @@ def journey(tmp_path_factory, dit_pipeline_dir):
     folder = tmp_path_factory.mktemp("journey")
     model = str(dit_pipeline_dir)
     results = {
-        "calibrate": run("calibrate", model, "--steps", "8", "--samples", "2", "--scheduler", "ddim", "--probes", "3", "--run-lengths", "2", "-o", str(folder / "p.safetensors"), "--plot", str(folder / "curves.png")),
+        "calibrate": run("calibrate", model, "--steps", "8", "--samples", "2", "--scheduler", "ddim", "--probes", "3", "--run-lengths", "2", "--fill", "linear", "-o", str(folder / "p.safetensors"), "--plot", str(folder / "curves.png")),
         "schedule": run("schedule", str(folder / "p.safetensors"), "--speedup", "1.4", "--weighting", "sensitivity", "-o", str(folder / "s.json"), "--plot", str(folder / "heat.png")),
         "runs": run("schedule", str(folder / "p.safetensors"), "--macs", "0.7", "--method", "runs", "-o", str(folder / "r.json")),
     }
@@ -50,7 +50,8 @@ def test_journey_outputs_load_back(journey):
     assert "probed 5 runs of up to 2 steps" in results["calibrate"].stdout
     runs = Schedule.load(folder / "r.json")
     assert runs.provenance["method"] == "runs" and runs.provenance["mac_fraction"] <= 0.7
-    assert len({tuple(table) for table in runs.tables.values()}) == 1 and "probed-runs weighting" in results["runs"].stdout
+    assert len({tuple(table) for table in runs.tables.values()}) == 1 and "probed-runs weighting, linear fill" in results["runs"].stdout
+    assert profile.probe_fill == "linear" and runs.fill == "linear" and Schedule.load(folder / "s.json").fill == "reuse"
     schedule = Schedule.load(folder / "s.json")
     assert schedule.provenance["weighting"] == "sensitivity" and "sensitivity weighting" in results["schedule"].stdout
     assert schedule.provenance["ideal_speedup"] >= 1.4 and schedule.steps == 8

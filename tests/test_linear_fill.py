@@ -1,0 +1,90 @@
+"""The linear fill: skipped steps extend the line through the last two computed values of a component."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from helpers import assert_pristine
+
+import smoothcache
+from smoothcache import ProfileError, Schedule, ScheduleError
+from smoothcache_core.engine import extrapolate
+from smoothcache_core.schedule import _keep_flags, _linear_ratios
+
+STEPS = 8
+
+
+def generate(pipe, seed: int = 0):
+    return lambda: pipe(class_labels=[1, 2], num_inference_steps=STEPS, generator=torch.manual_seed(seed), output_type="pt").images
+
+
+def test_ratios_and_kept_values_follow_the_table():
+    flags = (True, True, False, False, True, False, True, True)
+    # steps 2 and 3 extend the line through 0 and 1 by 1 and 2 spacings; step 5 through 1 and 4 by 1/3
+    assert _linear_ratios(flags) == (None, None, 1.0, 2.0, None, 1 / 3, None, None)
+    assert _linear_ratios((True, False, True)) == (None, None, None)  # one value computed: plain reuse
+    # reuse keeps a value while the next step skips; linear also keeps the one before the last compute
+    assert _keep_flags(flags, 1) == (False, True, True, False, True, False, False, False)
+    assert _keep_flags(flags, 2) == (True, True, True, True, True, False, False, False)
+
+
+def test_extrapolate_works_on_tensors_and_structures_and_leaves_the_rest():
+    last, before = torch.tensor([3.0, 5.0]), torch.tensor([1.0, 4.0])
+    assert torch.equal(extrapolate(last, before, 0.5), torch.tensor([4.0, 5.5]))
+    pair = extrapolate((last, "tag"), (before, "tag"), 1.0)
+    assert torch.equal(pair[0], torch.tensor([5.0, 6.0])) and pair[1] == "tag"
+    assert extrapolate(last, torch.zeros(3), 1.0) is last  # shapes differ: reuse
+    assert extrapolate(torch.tensor([1, 2]), torch.tensor([0, 0]), 1.0).tolist() == [1, 2]  # integers: reuse
+
+
+def test_schedule_fill_round_trips_and_defaults_to_reuse(tmp_path):
+    schedule = Schedule.fora(STEPS, 2, ["attn1", "ff"], fill="linear")
+    path = tmp_path / "linear.json"
+    schedule.save(path)
+    assert Schedule.load(path).fill == "linear" and Schedule.load(path).resample(12).fill == "linear"
+    assert "fill" not in Schedule.fora(STEPS, 2, ["attn1"]).to_dict()  # reuse files read as before
+    assert Schedule.from_dict(Schedule.fora(STEPS, 2, ["attn1"]).to_dict()).fill == "reuse"
+    with pytest.raises(ScheduleError, match="fill must be one of"):
+        Schedule({"attn1": [1, 0, 1]}, {}, "quadratic")
+
+
+def test_linear_fill_extends_the_line_on_a_real_pipeline(dit_pipe):
+    model = dit_pipe.transformer
+    reference = generate(dit_pipe)()
+    with smoothcache.wrap(dit_pipe, schedule=Schedule({"attn1": [1] * STEPS}, {}, "linear")):
+        assert torch.equal(generate(dit_pipe)(), reference)  # nothing skipped: bit-identical
+
+    table = [1, 1, 0, 0, 1, 0, 1, 1]
+    schedule = Schedule({"attn1": table, "ff": table}, {}, "linear")
+    seen: list[torch.Tensor] = []
+    hook = model.transformer_blocks[0].attn1.register_forward_hook(lambda _m, _a, output: seen.append(output.clone()))
+    try:
+        with smoothcache.wrap(dit_pipe, schedule=schedule) as handle:
+            cached = generate(dit_pipe)()
+            stats = handle.stats()
+    finally:
+        hook.remove()
+    assert stats["reused"] == 3 * 2 * 2 and stats["cache_bytes"] == 0  # 3 steps x 2 types x 2 blocks; freed at the end
+    assert len(seen) == STEPS
+    torch.testing.assert_close(seen[2], seen[1] + (seen[1] - seen[0]))
+    torch.testing.assert_close(seen[3], seen[1] + 2 * (seen[1] - seen[0]))
+    torch.testing.assert_close(seen[5], seen[4] + (seen[4] - seen[1]) / 3)
+    with smoothcache.wrap(dit_pipe, schedule=Schedule({"attn1": table, "ff": table})):
+        reused = generate(dit_pipe)()
+    assert torch.isfinite(cached).all() and not torch.equal(cached, reused) and not torch.equal(cached, reference)
+    assert_pristine(model)
+
+
+def test_probes_record_their_fill_and_runs_schedules_fill_the_same_way(dit_pipe):
+    profile = smoothcache.calibrate(dit_pipe, generate(dit_pipe))
+    linear = smoothcache.probe(dit_pipe, profile, generate(dit_pipe), probes=3, run_lengths=2, fill="linear")
+    assert linear.probe_fill == "linear" and profile.probe_fill == "reuse"
+    schedule = linear.schedule(macs=0.7, method="runs")
+    assert schedule.fill == "linear" and schedule.provenance["fill"] == "linear"
+    assert linear.schedule(macs=0.7).fill == "reuse" and linear.schedule(macs=0.7, fill="linear").fill == "linear"
+    with pytest.raises(ScheduleError, match="measured with the 'linear' fill"):
+        linear.schedule(macs=0.7, method="runs", fill="reuse")
+    reuse = smoothcache.probe(dit_pipe, profile, generate(dit_pipe), probes=3, run_lengths=2)
+    with pytest.raises(ProfileError, match="'linear' fill and these with 'reuse'"):
+        linear.merge(reuse)
+    assert smoothcache.ErrorProfile.from_bytes(linear.to_bytes()).probe_fill == "linear"
