@@ -6,9 +6,10 @@ sample is, so "still the same picture" is checked on content, not only on pixels
 
 1. ``smoothcache inspect``: the adapter, the cacheable components and their share of the MACs;
 2. ``smoothcache calibrate``: the error profile of 4 generations (curves PNG), and the final-output
-   error of reusing for 1 and 2 steps from 12 probed steps (23 more generations);
+   error of skipping 1 and 2 steps from 12 probed steps, skipped steps extrapolating the last two
+   computed values (``--fill linear``; 23 more generations);
 3. ``smoothcache schedule``: the schedule that keeps half the MACs with the least probed error
-   (``--method runs``; JSON + heat-map PNG);
+   (``--method runs``, filling linearly as probed; JSON + heat-map PNG);
 4. ``smoothcache compare``: cached vs uncached on new seeds (time, MACs, PSNR/SSIM, side by side);
 5. the two lines in Python, and the classifier reading the cached and uncached digits.
 
@@ -37,7 +38,7 @@ def main() -> int:
     profile, schedule = OUT / "digits.profile.safetensors", OUT / "digits-schedule.json"
     journey = [
         ["inspect", MODEL],
-        ["calibrate", MODEL, "--steps", str(STEPS), "--samples", "4", "--probes", "12", "--run-lengths", "2", "-o", str(profile), "--plot", str(OUT / "digits-errors.png")],
+        ["calibrate", MODEL, "--steps", str(STEPS), "--samples", "4", "--probes", "12", "--run-lengths", "2", "--fill", "linear", "-o", str(profile), "--plot", str(OUT / "digits-errors.png")],
         ["schedule", str(profile), "--macs", "0.5", "--method", "runs", "-o", str(schedule), "--plot", str(OUT / "digits-schedule.png")],
         ["compare", MODEL, "--schedule", str(schedule), "--seed", "100", "--samples", "2", "-o", str(OUT)],
     ]

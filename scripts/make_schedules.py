@@ -2,7 +2,7 @@
 
 For every entry: calibrate the workload of ``smoothcache.reference.workloads`` on seeds
 0..samples-1 (one sample of every class per seed: the frontier evaluates on seeds 1000+), probe the
-final-output error of runs of reuse on seed 0 (``smoothcache.probe``), save the error profile, derive
+final-output error of runs of skipped steps on seed 0 (``smoothcache.probe``, linear fill), save the error profile, derive
 the schedule for the entry's MAC target and record in its provenance how it was made. Run from the
 repository root (about 30 minutes on 2 CPU cores, most of it probing):
 
@@ -34,13 +34,14 @@ class Entry:
     macs: float
     probes: int  # probed steps (evenly spaced); every run length is probed from each
     run_lengths: int = 2
+    fill: str = "linear"  # skipped steps extend the line through the last two computed values
     granularity: str = "type"
     method: str = "runs"
 
 
 #: The shipped schedules. Each keeps half the MACs of its components' work (the frontier's 2x point),
-#: planned on the probed runs of reuse: on the frontier it is the most faithful of our variants at 2x on
-#: every reference model, ahead of the paper's greedy per-type scan (see BENCHMARKS.md).
+#: planned on probed runs whose skipped steps extrapolate linearly: on the frontier the most faithful
+#: method at 2x on every reference model (see BENCHMARKS.md).
 ENTRIES = (
     Entry("digits-dit-ddim-50", "digits", "ddim", 50, samples=4, macs=0.5, probes=24),
     Entry("digits-dit-dpm-25", "digits", "dpm", 25, samples=4, macs=0.5, probes=12),
@@ -62,7 +63,9 @@ def make(entry: Entry, recalibrate: bool = True) -> smoothcache.Schedule:
                 workload.generate(seed, entry.steps)
 
         profile = smoothcache.calibrate(workload.model, run, solver=entry.scheduler or workload.solver)
-        profile = smoothcache.probe(workload.model, profile, lambda: workload.generate(0, entry.steps), probes=entry.probes, run_lengths=entry.run_lengths)
+        profile = smoothcache.probe(
+            workload.model, profile, lambda: workload.generate(0, entry.steps), probes=entry.probes, run_lengths=entry.run_lengths, fill=entry.fill
+        )
         profile.save(profile_path)
     else:
         profile = smoothcache.ErrorProfile.load(profile_path)
@@ -75,12 +78,12 @@ def make(entry: Entry, recalibrate: bool = True) -> smoothcache.Schedule:
             "scheduler": entry.scheduler or workload.solver,
             "steps": entry.steps,
             "seeds": list(range(entry.samples)),
-            "probes": {"seed": 0, "steps": entry.probes, "run_lengths": entry.run_lengths},
+            "probes": {"seed": 0, "steps": entry.probes, "run_lengths": entry.run_lengths, "fill": entry.fill},
             "weights_sha256": weights_digest(workload.model),
             "command": f"python scripts/make_schedules.py --only {entry.name}",
         },
     }
-    schedule = smoothcache.Schedule(schedule.tables, provenance)
+    schedule = smoothcache.Schedule(schedule.tables, provenance, schedule.fill)
     schedule.save(SCHEDULES / f"{entry.name}.json")
     return schedule
 
