@@ -16,7 +16,9 @@ smoothcache uses the shipped error profile of each model and sampler (``smoothca
 calibrated by ``scripts/make_schedules.py`` on seeds 0.. while the evaluation set uses seeds 1000..),
 so the frontier measures what users get; MagCache calibrates on the case's own calibration run.
 Methods: smoothcache greedy per type (the paper), and optimal under a MAC budget per type, greedy
-and optimal per block; FORA (fixed interval 2 and 3) as schedules; and the peers of ``benchmarks.peers`` (diffusers hooks,
+and optimal per block; smoothcache's run planner on the profile's probed runs (``method="runs"``, with
+the fill the profile was probed with: linear for the shipped ones); FORA (fixed interval 2 and 3) as
+schedules, reusing and with the linear fill; and the peers of ``benchmarks.peers`` (diffusers hooks,
 cache-dit, the original SmoothCache 0.1.1 helper) wherever they run.
 
 Run: ``python -m benchmarks.frontier [--cases digits-ddim ...]``. Writes
@@ -167,14 +169,23 @@ class Method:
     enable: Callable[[], contextlib.AbstractContextManager]
 
 
+#: smoothcache's schedules on the frontier: family, ``profile.schedule`` arguments, MAC targets.
+SMOOTHCACHE_FAMILIES: tuple[tuple[str, dict[str, str], tuple[float, ...]], ...] = (
+    ("smoothcache runs (probed, linear fill)", {"method": "runs"}, MAC_TARGETS),
+    ("smoothcache greedy (type)", {}, MAC_TARGETS),
+    ("smoothcache optimal (type)", {"method": "optimal"}, VARIANT_TARGETS),
+    ("smoothcache greedy (block)", {"granularity": "block"}, VARIANT_TARGETS),
+    ("smoothcache optimal (block)", {"granularity": "block", "method": "optimal"}, VARIANT_TARGETS),
+)
+
+
+#: FORA's fixed intervals as schedules, reusing (FORA itself) and with smoothcache's linear fill.
+FORA_FAMILIES = {"FORA": "reuse", "FORA + linear fill": "linear"}
+
+
 def _smoothcache_methods(case: Case, profile: smoothcache.ErrorProfile) -> list[Method]:
     methods = []
-    for family, kwargs, targets in (
-        ("smoothcache greedy (type)", {}, MAC_TARGETS),
-        ("smoothcache optimal (type)", {"method": "optimal"}, VARIANT_TARGETS),
-        ("smoothcache greedy (block)", {"granularity": "block"}, VARIANT_TARGETS),
-        ("smoothcache optimal (block)", {"granularity": "block", "method": "optimal"}, VARIANT_TARGETS),
-    ):
+    for family, kwargs, targets in SMOOTHCACHE_FAMILIES:
         seen = set()
         for target in targets:
             try:
@@ -189,9 +200,10 @@ def _smoothcache_methods(case: Case, profile: smoothcache.ErrorProfile) -> list[
             setting = f"macs<={target}" + (f" (alpha {alpha:.3g})" if alpha is not None and kwargs.get("method") != "optimal" else "")
             methods.append(Method(family, setting, lambda s=schedule: smoothcache.wrap(case.model, schedule=s)))
     keys = set(profile.schedule(alpha=0.0).tables)
-    for interval in (2, 3):
-        schedule = smoothcache.Schedule.fora(case.steps, interval, keys)
-        methods.append(Method("FORA", f"n={interval}", lambda s=schedule: smoothcache.wrap(case.model, schedule=s)))
+    for family, fill in FORA_FAMILIES.items():
+        for interval in (2, 3):
+            schedule = smoothcache.Schedule.fora(case.steps, interval, keys, fill)
+            methods.append(Method(family, f"n={interval}", lambda s=schedule: smoothcache.wrap(case.model, schedule=s)))
     return methods
 
 
@@ -267,19 +279,28 @@ def _measure(case: Case) -> tuple[torch.Tensor, int, float]:
     return outputs, macs, time.perf_counter() - start
 
 
-def run_case(name: str) -> dict[str, Any]:
+def run_case(name: str, families: list[str] | None = None, previous: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Every method on case ``name``; or only ``families``, merged into the ``previous`` result (whose
+    uncached output must be the one measured now, or the points would not compare)."""
     case = CASES[name]()
     case.generate()  # warm-up for the timings below
     reference, reference_macs, reference_seconds = _measure(case)
     uncached = {"family": "uncached", "setting": "", "mac_fraction": 1.0, "time_ratio": 1.0, **_evaluate(case, reference, reference)}
-    resampled = {
-        "family": "uncached", "setting": f"seed {RESAMPLE_SEED} (noise floor)", "mac_fraction": 1.0, "time_ratio": float("nan"),
-        **_evaluate(case, case.generate(RESAMPLE_SEED), None),
-    }
     unsupported: dict[str, str] = {}
     profile, profile_source = _profile(case)
     methods = _smoothcache_methods(case, profile) + _peer_methods(case, profile, unsupported)
-    points = [uncached, resampled]
+    if families is None:
+        resampled = {
+            "family": "uncached", "setting": f"seed {RESAMPLE_SEED} (noise floor)", "mac_fraction": 1.0, "time_ratio": float("nan"),
+            **_evaluate(case, case.generate(RESAMPLE_SEED), None),
+        }
+        points = [uncached, resampled]
+    else:
+        if previous is None or not _same_scores(previous["points"][0], uncached):
+            raise SystemExit(f"{name}: the uncached output differs from the stored run's (or there is none); re-run the whole case")
+        methods = [method for method in methods if method.family in families]
+        points = [point for point in previous["points"] if point["family"] not in families]
+        unsupported = {method: reason for method, reason in previous["unsupported"].items() if not method.startswith(tuple(families))}
     greedy_outputs: dict[str, torch.Tensor] = {}
     for method in tqdm(methods, desc=name, unit="point"):
         try:
@@ -308,10 +329,19 @@ def run_case(name: str) -> dict[str, Any]:
         "modality": case.modality,
         "profile": profile_source,
         "calibration_samples": profile.samples,
-        "uncached_seconds": reference_seconds,
+        "uncached_seconds": reference_seconds if families is None else previous["uncached_seconds"],
         "points": points,
         "unsupported": unsupported,
     }
+
+
+def _same_scores(stored: dict[str, Any], measured: dict[str, Any]) -> bool:
+    """Whether a stored point has the measured scores (to 1e-6: the Fréchet distance's matrix square
+    root differs in the last digits from run to run)."""
+    import math
+
+    keys = [key for key in measured if key not in ("family", "setting", "time_ratio")]
+    return all(key in stored and math.isclose(stored[key], measured[key], rel_tol=1e-6, abs_tol=1e-9) for key in keys)
 
 
 def _quality_keys(result: dict[str, Any]) -> tuple[str, str]:
@@ -322,12 +352,21 @@ def _quality_keys(result: dict[str, Any]) -> tuple[str, str]:
 
 
 def _families(result: dict[str, Any]) -> dict[str, list[dict[str, Any]]]:
-    """Points per method family, fastest last; the noise-floor point (other seeds) is left out."""
+    """Points per method family (in the order of the methods, also after a partial re-run), fastest
+    last; the noise-floor point (other seeds) is left out."""
     families: dict[str, list[dict[str, Any]]] = {}
     for point in result["points"]:
         if "noise floor" not in point["setting"]:
             families.setdefault(point["family"], []).append(point)
-    return {family: sorted(points, key=lambda p: -p["mac_fraction"]) for family, points in families.items()}
+    return {family: sorted(families[family], key=lambda p: -p["mac_fraction"]) for family in sorted(families, key=_family_rank)}
+
+
+def _family_rank(family: str) -> int:
+    """Where a family comes in tables and legends: uncached, smoothcache's, FORA, then the peers."""
+    from benchmarks.peers import PEERS
+
+    order = ["uncached", *(name for name, _, _ in SMOOTHCACHE_FAMILIES), *FORA_FAMILIES, *(peer.name for peer in PEERS)]
+    return order.index(family) if family in order else len(order)
 
 
 def _noise_floor(result: dict[str, Any], key: str) -> float | None:
@@ -442,7 +481,7 @@ def markdown(results: dict[str, Any], command: str) -> str:
 
 def summary_table(results: dict[str, Any], speedup: float = 2.0) -> str:
     """One Markdown table over the cases: each family's PSNR (SNR for audio) at ``speedup``."""
-    families = list(dict.fromkeys(f for result in results.values() for f in _families(result) if f != "uncached"))
+    families = sorted({f for result in results.values() for f in _families(result) if f != "uncached"}, key=_family_rank)
     measures = {name: "snr_db" if result["modality"] == "audio" else "psnr_db" for name, result in results.items()}
     lines = ["| method | " + " | ".join(f"{name} ({measures[name].replace('_db', '')})" for name in results) + " |"]
     lines.append("|" + "---|" * (len(results) + 1))
@@ -460,12 +499,16 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--cases", nargs="+", default=list(CASES), choices=list(CASES))
     parser.add_argument("--report-only", action="store_true", help="rewrite the plots, BENCHMARKS.md and the summary from frontier.json")
+    parser.add_argument(
+        "--families", nargs="+", metavar="FAMILY",
+        help="re-run only these method families (e.g. 'smoothcache runs (probed)') and keep the stored points of the others",
+    )
     args = parser.parse_args()
     torch.manual_seed(0)
     path = RESULTS / "frontier.json"
     results = json.loads(path.read_text())["cases"] if path.exists() else {}
     for name in [] if args.report_only else args.cases:
-        results[name] = run_case(name)
+        results[name] = run_case(name, args.families, results.get(name))
         write_results("frontier", {"cases": results})  # after every case: a long run keeps its work
     results = {name: results[name] for name in CASES if name in results}
     for name, result in results.items():
