@@ -1,4 +1,4 @@
-"""Demo (``make demo``): the whole journey on a trained model, offline, in about five minutes on 2 CPU cores.
+"""Demo (``make demo``): the whole journey on a trained model, offline, in about two minutes on 2 CPU cores.
 
 The model is the shipped digits DiT (a diffusers ``DiTTransformer2DModel`` trained on scikit-learn's
 digits), sampled with DDIM, 50 steps, classifier-free guidance; a small CNN tells which digit a
