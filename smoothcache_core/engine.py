@@ -400,7 +400,7 @@ class CacheHandle(Attachment):
         last_evaluation = self._last_evaluation
         key = self.components[index].key
         meter, counted = self._meter, self._counted
-        depth = 2 if self._compiled.fill == "linear" else 1
+        depth = self._compiled.depth
 
         def check_reusable(output: Any, version: int | None) -> None:
             if version is not None and _version_of(output) != version:

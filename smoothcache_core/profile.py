@@ -407,7 +407,7 @@ class ErrorProfile:
         if weighting == "sensitivity":
             weights = self.step_weights()
             curves = [weighted_rows(curve, weights) for curve in curves]
-        group_macs = [sum(self.macs[i] for i in group) for group in members]
+        group_macs = self._group_macs(members)
         if method == "greedy":
             if alpha is not None:
                 if not (isinstance(alpha, (int, float)) and math.isfinite(alpha) and alpha >= 0):
@@ -474,10 +474,14 @@ class ErrorProfile:
         run_cost = interpolated_run_costs(self.probe_sums[:length].numpy(), self.probe_counts[:length].numpy())
         plan = plan_runs(run_cost)
         keys, _, members = self.curves(granularity)
-        group_macs = [sum(self.macs[i] for i in group) for group in members]
+        group_macs = self._group_macs(members)
         table = self._optimal([plan], [sum(group_macs)], [1], macs, f"runs of at most {length} steps", "probe longer runs")[0]
         error = float(plan.error[sum(table)])
         return self._make_schedule(keys, [table] * len(keys), group_macs, length, granularity, "runs", None, None, macs, error, self.probe_fill)
+
+    def _group_macs(self, members: list[list[int]]) -> list[int]:
+        """MACs of one call of each schedule list's components together."""
+        return [sum(self.macs[i] for i in group) for group in members]
 
     def _fraction(self, tables: Sequence[list[int]], group_macs: Sequence[int]) -> float:
         total = self.evaluation_macs * self.steps

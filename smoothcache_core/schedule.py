@@ -81,6 +81,11 @@ class CompiledSchedule:
     def all_compute(cls, count: int) -> CompiledSchedule:
         return cls(None, (None,) * count, (None,) * count, (None,) * count)
 
+    @property
+    def depth(self) -> int:
+        """How many computed values per component and branch the fill needs."""
+        return _FILL_DEPTH[self.fill]
+
 
 def _linear_ratios(flags: tuple[bool, ...]) -> tuple[float | None, ...]:
     """Per skipped step ``i`` with computes at ``a < b`` before it: ``(i - b) / (b - a)``."""
