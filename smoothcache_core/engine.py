@@ -70,6 +70,39 @@ def _version_of(value: Any) -> int | None:
     return tensor._version
 
 
+#: A tensor argument as seen at one call: the tensor and its in-place modification counter.
+_Seen = tuple[torch.Tensor, "int | None"]
+
+
+def _seen(tensor: torch.Tensor) -> _Seen:
+    return tensor, _version_of(tensor)
+
+
+def _same_values(now: torch.Tensor, earlier: _Seen) -> bool:
+    """Whether ``now`` holds the values ``earlier`` held when it was seen: the same unmodified
+    tensor needs no device read; an equal-looking other tensor is compared (one host read)."""
+    tensor, version = earlier
+    if now is tensor:
+        return _version_of(now) == version
+    if (now.shape, now.dtype, now.device) != (tensor.shape, tensor.dtype, tensor.device) or _version_of(tensor) != version:
+        return False
+    return bool(torch.equal(now, tensor))
+
+
+def _call_tensors(call: tuple[tuple, dict], timestep: Any) -> tuple[_Seen | None, dict[Any, _Seen]]:
+    """The latent (the first tensor argument that is not the timestep) and the other tensor
+    arguments by position or name (the conditioning) of one model call."""
+    args, kwargs = call
+    tensors = [
+        (key, value)
+        for key, value in (*enumerate(args), *kwargs.items())
+        if isinstance(value, torch.Tensor) and value is not timestep
+    ]
+    if not tensors:
+        return None, {}
+    return _seen(tensors[0][1]), {key: _seen(value) for key, value in tensors[1:]}
+
+
 #: diffusers hook modules that cache outputs across steps: two caches on one model would decide apart.
 _FOREIGN_CACHE_HOOKS = ("first_block_cache", "faster_cache", "mag_cache", "pyramid_attention_broadcast", "taylorseer_cache", "sea_cache")
 
@@ -145,6 +178,16 @@ class Attachment:
         self._tracker = StepTracker(self._on_new_generation, count_steps, branches)
         self._uninstalls: list[Uninstall] = []
         self._active = False
+        #: The thread whose root call is running (set before, cleared after it returns or raises).
+        self._evaluating: int | None = None
+        #: Root calls that never returned nor raised to us (``KeyboardInterrupt`` skips torch's
+        #: ``always_call`` hooks), found when the same thread calls the model again.
+        self.interrupted = 0
+        #: The arguments of the root call in progress, for the step-start checks; None when the
+        #: evaluation did not pass through the root's hooks (DiT's ``forward_with_cfg``).
+        self._call_inputs: tuple[tuple, dict] | None = None
+        #: Whether a pipeline's ``set_timesteps`` tells where generations start.
+        self._starts_known = False
 
     def _gate_factory(self, index: int) -> GateFactory:
         raise NotImplementedError
@@ -153,12 +196,33 @@ class Attachment:
         """Called by the tracker when a generation starts (``previous_steps``: the last one's length)."""
 
     @torch.compiler.disable
+    def _before_evaluation(self, _module: nn.Module, args: tuple, kwargs: dict) -> None:
+        """Runs before every root call: a call of this thread while its previous one is still marked
+        running means that one was interrupted without our hooks seeing it (``KeyboardInterrupt``),
+        so the generation it belonged to is over and the next evaluation starts a new one."""
+        thread = threading.get_ident()
+        if self._evaluating == thread:
+            self.interrupted += 1
+            self.new_generation()
+        if self._evaluating is None and self._may_evaluate(thread):
+            self._evaluating = thread
+        self._call_inputs = (args, kwargs)
+
+    def _may_evaluate(self, thread: int) -> bool:
+        """Whether ``thread`` may start an evaluation (no other thread's generation is part-way)."""
+        return True
+
+    @torch.compiler.disable
     def _after_evaluation(self, _module: nn.Module, _args: tuple, output: Any) -> None:
-        """Runs after every root call, also when it raised (``output`` is then None): an interrupted
-        generation leaves nothing behind, the next evaluation starts a new generation."""
+        """Runs after every root call, also when it raised an ``Exception`` (``output`` is then None):
+        an interrupted generation leaves nothing behind, the next evaluation starts a new one."""
+        thread = threading.get_ident()
+        if self._evaluating != thread:
+            return  # another thread's call, refused before it touched anything
+        self._evaluating = None
+        self._call_inputs = None
         if output is None:
-            self._tracker.reset()
-            self._release()
+            self.new_generation()
 
     def _observe(self, timestep: Any, batch: int | None) -> None:
         self.batch = batch
@@ -170,6 +234,8 @@ class Attachment:
     def _install(self) -> None:
         """Attach the step source and all gates; on any failure undo everything done so far."""
         try:
+            starting = self.model.register_forward_pre_hook(self._before_evaluation, with_kwargs=True)
+            self._uninstalls.append(starting.remove)
             source = self.adapter.step_source(self.model)
             self._uninstalls.append(source.attach(self.model, self._observe))
             finished = self.model.register_forward_hook(self._after_evaluation, always_call=True)
@@ -219,6 +285,7 @@ class Attachment:
             return original(*args, **kwargs)
 
         setattr(owner, method, starting)
+        self._starts_known = True
 
         def restore() -> None:
             if had_own:
@@ -290,6 +357,14 @@ class CacheHandle(Attachment):
         self._meter = MacMeter()
         self._lock = threading.Lock()
         self._owner: int | None = None  # the thread whose generation is in progress
+        #: Component calls in progress (eager): non-zero at the next evaluation means one was interrupted.
+        self._depth = [0]
+        #: Per branch of the current generation's first step: its latent and conditioning arguments.
+        self._first_step_calls: list[tuple[_Seen | None, dict[Any, _Seen]] | None] = []
+        #: Generations whose start the calls could not tell from another generation's end, and
+        #: whether the current one is such a generation.
+        self.ambiguous = 0
+        self._ambiguous_now = False
         # (compute, keep, ratio) of every component, per step, decided once here; the gates only read
         # the current step's tuple, so a compiled block sees a handful of constants, never the step number.
         self._idle = ((True, False, None),) * count
@@ -347,21 +422,29 @@ class CacheHandle(Attachment):
         steps, step = self._compiled.steps, self._tracker.step
         return steps is not None and 0 <= step < steps - 1
 
+    def _may_evaluate(self, thread: int) -> bool:
+        return self._owner in (None, thread) or not self._generation_open()
+
     def _observe(self, timestep: Any, batch: int | None) -> None:
         with self._lock:
             thread = threading.get_ident()
-            if self._owner not in (None, thread) and self._generation_open():
+            if not self._may_evaluate(thread):
                 raise GenerationError(
                     "two threads are generating with one wrapped model at once, which would mix their cached "
                     "values; wrap one copy of the model per thread, serialise the generations, or call "
                     "handle.reset() if the other thread's generation was abandoned"
                 )
-            self._owner = thread
             self._observe_locked(timestep, batch)
+            self._owner = thread
 
     def _observe_locked(self, timestep: Any, batch: int | None) -> None:
         self._settle_compiled_calls()
+        if self._depth[0]:  # a component never returned: its evaluation was interrupted
+            self.interrupted += 1
+            self.new_generation()
         super()._observe(timestep, batch)
+        if not self._tracker.counting and not self._starts_known:
+            self._check_generation_start(timestep)
         steps = self._compiled.steps
         if steps is None:
             return
@@ -376,6 +459,47 @@ class CacheHandle(Attachment):
                 f"calibrate for the number of steps you sample with, or resample the schedule with "
                 f"Schedule.resample(num_steps)"
             )
+
+    def _check_generation_start(self, timestep: Any) -> None:
+        """Tell guidance branches from a new generation where the timesteps alone cannot.
+
+        A call that repeats the first timestep is another guidance branch, or the first call of a
+        new generation after one abandoned at its first step. Branches of one step get the same
+        latent: a call with another latent starts a new generation. When the first step had
+        several calls, each branch's first reuse needs its conditioning (the other tensor
+        arguments) to be what that branch had at the first step; otherwise its cached values could
+        come from another generation, so they are dropped and recomputed (``stats()["ambiguous"]``).
+        """
+        tracker = self._tracker
+        step, branch = tracker.step, tracker.branch
+        if step >= 2 or (step == 1 and not self._first_step_calls):
+            self._first_step_calls.clear()
+            return
+        call = _call_tensors(self._call_inputs, timestep) if self._call_inputs is not None else None
+        if step == 0:
+            first = self._first_step_calls[0] if branch and self._first_step_calls else None
+            if first is not None and call is not None and None not in (first[0], call[0]):
+                if not _same_values(call[0][0], first[0]):
+                    tracker.restart()
+                    branch = 0
+            if branch == 0:
+                self._first_step_calls.clear()
+                self._ambiguous_now = False
+            self._first_step_calls.append(call)
+            return
+        if len(self._first_step_calls) < 2 or branch >= len(self._first_step_calls):
+            return
+        earlier = self._first_step_calls[branch]
+        same = (
+            call is not None and earlier is not None and call[1].keys() == earlier[1].keys()
+            and all(_same_values(call[1][key][0], earlier[1][key]) for key in call[1])
+        )
+        if not same:
+            for cache in self._caches:
+                cache.pop(branch, None)
+            if not self._ambiguous_now:
+                self._ambiguous_now = True
+                self.ambiguous += 1
 
     def _on_new_generation(self, previous_steps: int) -> None:
         steps = self._compiled.steps
@@ -401,6 +525,7 @@ class CacheHandle(Attachment):
         key = self.components[index].key
         meter, counted = self._meter, self._counted
         depth = self._compiled.depth
+        running = self._depth
 
         def check_reusable(output: Any, version: int | None) -> None:
             if version is not None and _version_of(output) != version:
@@ -419,12 +544,18 @@ class CacheHandle(Attachment):
             if compute_table is None:
 
                 def always_compute(*args: Any, **kwargs: Any) -> Any:
-                    if not torch.compiler.is_compiling():
+                    eager = not torch.compiler.is_compiling()
+                    if eager:
                         computed[index] += 1
                         last_evaluation[index] = tracker.evaluations
+                        running[0] += 1
                     if meter.active:  # runs inside a measured component: keep its MACs apart
-                        return meter.run(lambda: original(*args, **kwargs))[0]
-                    return original(*args, **kwargs)
+                        output = meter.run(lambda: original(*args, **kwargs))[0]
+                    else:
+                        output = original(*args, **kwargs)
+                    if eager:
+                        running[0] -= 1
+                    return output
 
                 return always_compute
 
@@ -463,9 +594,12 @@ class CacheHandle(Attachment):
                     cache.pop(branch, None)  # a refresh starts the line anew
                 if eager:
                     computed[index] += 1
+                    running[0] += 1
                 if not keep:
                     cache.pop(branch, None)
                 output = counted(original, args, kwargs, macs, signature, keep)
+                if eager:
+                    running[0] -= 1  # not reached when the call raised: the next evaluation sees it
                 if keep:
                     entry = (signature, output, _version_of(output) if eager else None)
                     cache[branch] = (cache.get(branch, ()) + (entry,))[-depth:]
@@ -495,7 +629,10 @@ class CacheHandle(Attachment):
         ``refreshed`` counts scheduled reuses that computed because the cached value did not fit
         (another batch size, dtype or device) or did not exist; they are included in ``computed``.
         ``macs_skipped`` is what the reused calls would have cost (measured once per input shape).
-        ``cache_bytes`` is the memory the cache holds now.
+        ``cache_bytes`` is the memory the cache holds now. ``interrupted`` counts evaluations that
+        never finished (an exception or ``KeyboardInterrupt``): each ended its generation. ``ambiguous``
+        counts generations whose first step the calls could not tell from the end of an abandoned
+        one; their first reuses computed instead (see :meth:`_check_generation_start`).
         """
         self._settle_compiled_calls()
         counters = self._counters
@@ -512,6 +649,8 @@ class CacheHandle(Attachment):
             "macs_skipped": sum(counters.macs_skipped),
             "evaluations": self._tracker.evaluations,
             "generations": self._tracker.generations,
+            "interrupted": self.interrupted,
+            "ambiguous": self.ambiguous,
             "cache_entries": sum(len(cache) for cache in self._caches),
             "cache_bytes": self._cache_bytes(),
             "by_kind": by_kind,
@@ -533,12 +672,15 @@ class CacheHandle(Attachment):
         self._last_evaluation[:] = [0] * len(self._last_evaluation)
         self._release()
         self._counters.clear()
+        self.interrupted = self.ambiguous = 0
 
     def _release(self) -> None:
         for cache in self._caches:
             cache.clear()
         self._now[:] = self._idle
         self._owner = None
+        self._depth[0] = 0
+        self._first_step_calls.clear()
 
     def __enter__(self) -> CacheHandle:
         return self

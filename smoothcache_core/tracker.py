@@ -7,7 +7,11 @@ step has is learnt from the first step of each generation (the calls before the 
 changes); after that a repeated timestep beyond that count is a new step (Heun evaluates the end of
 one step and the start of the next at the same sigma). A timestep that moves against the direction
 established by the generation (going back up for the usual decreasing schedules) starts a new
-generation, as does :meth:`StepTracker.reset`.
+generation, as do :meth:`StepTracker.reset` and :meth:`StepTracker.restart`.
+
+The tracker sees timesteps only. A repeated first timestep is read as another branch; whether it is
+one, or the start of a new generation after an abandoned one, is for the caller to judge from the
+call's inputs (:class:`~smoothcache_core.engine.CacheHandle` does) and settle with ``restart``.
 """
 
 from __future__ import annotations
@@ -48,6 +52,10 @@ class StepTracker:
         self._last_timestep = None
         self.step = -1
         self.branch = 0
+
+    def restart(self) -> None:
+        """Make the current evaluation the first of a new generation (it was read as a branch)."""
+        self._start_generation(self._last_timestep)
 
     def count(self) -> None:
         """Advance to the next evaluation by counting (for trackers built with ``steps``)."""

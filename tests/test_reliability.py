@@ -192,7 +192,8 @@ def test_an_exception_inside_a_component_leaves_no_stale_state(at):
     assert torch.equal(after, fresh)
 
 
-def test_an_exception_in_a_user_callback_at_the_first_step_leaves_no_stale_state(audio_pipe):
+@pytest.mark.parametrize("wrapped", ["pipe", "pipe.transformer"])
+def test_an_exception_in_a_user_callback_at_the_first_step_leaves_no_stale_state(audio_pipe, wrapped):
     """Stable Audio's callback raises right after step 0; the next call repeats step 0's timestep."""
     from test_stable_audio import ATTN1, ATTN2
     from test_stable_audio import FF as AUDIO_FF
@@ -205,7 +206,7 @@ def test_an_exception_in_a_user_callback_at_the_first_step_leaves_no_stale_state
     def callback(step, timestep, latents):
         raise KeyboardInterrupt
 
-    with smoothcache.wrap(audio_pipe, schedule=schedule):
+    with smoothcache.wrap(audio_pipe if wrapped == "pipe" else audio_pipe.transformer, schedule=schedule):
         with pytest.raises(KeyboardInterrupt):
             audio_pipe("a dog barking in the rain", negative_prompt="low quality noise", num_inference_steps=len(ATTN1),
                        audio_end_in_s=5.0, generator=torch.Generator().manual_seed(0), callback=callback)
