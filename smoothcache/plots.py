@@ -14,6 +14,7 @@ import numpy as np
 import torch
 
 from smoothcache_core import Schedule
+from smoothcache_core.files import write_atomic
 
 
 def pyplot() -> Any:
@@ -28,11 +29,10 @@ def pyplot() -> Any:
 
 
 def save_figure(figure: Any, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.name}.tmp.png")
-    figure.savefig(temporary, dpi=110, bbox_inches="tight")
-    pyplot().close(figure)
-    os.replace(temporary, path)
+    try:
+        write_atomic(path, lambda file: figure.savefig(file, format="png", dpi=110, bbox_inches="tight"))
+    finally:
+        pyplot().close(figure)
 
 
 def schedule_heatmap(schedule: Schedule, path: str | os.PathLike) -> None:

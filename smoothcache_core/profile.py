@@ -27,10 +27,13 @@ from .macs import MacCount, MacReport
 from .planning import (
     CurvePlan, estimated_error, greedy_scan, interpolated_run_costs, optimal_counts, plan_curve, plan_runs, step_weights, weighted_rows,
 )
-from .schedule import FILLS, Schedule, has_single_stack, type_key, write_bytes_atomic
+from .files import read_limited, write_atomic
+from .schedule import FILLS, Schedule, has_single_stack, type_key
 
 FORMAT = "smoothcache.profile"
 VERSION = 1
+#: The largest profile file read (1 GiB), refused before it is read: reading needs bounded memory.
+MAX_FILE_BYTES = 1024**3
 _METADATA_KEY = "smoothcache"
 #: How schedules weigh a step's error: all alike (the paper), or by the probed sensitivity of the final sample.
 WEIGHTINGS = ("uniform", "sensitivity")
@@ -191,31 +194,29 @@ class ErrorProfile:
 
     def save(self, path: str | os.PathLike) -> None:
         """Write safetensors atomically (temporary file, then rename)."""
-        write_bytes_atomic(Path(path), self.to_bytes())
+        write_atomic(path, self.to_bytes())
 
     @classmethod
     def from_bytes(cls, data: bytes, origin: str = "profile") -> ErrorProfile:
         try:
             tensors = load_safetensors(data)
             with_metadata = _read_metadata(data)
-        except (SafetensorError, ValueError, OSError) as error:
+        except (SafetensorError, ValueError, OSError, RecursionError) as error:
             raise ProfileError(f"{origin} is not a valid safetensors profile ({error}); recalibrate or fix the file") from error
         try:
             header = json.loads(with_metadata[_METADATA_KEY])
-            if header.get("format") != FORMAT or header.get("version") != VERSION:
+            if not isinstance(header, dict) or header.get("format") != FORMAT or header.get("version") != VERSION:
                 raise ProfileError(f"{origin} is not a smoothcache profile of format version {VERSION}")
-            components = tuple(ComponentSpec(str(k), str(kind), str(n), str(b), int(i)) for k, kind, n, b, i in header["components"])
+            components = tuple(_component_spec(entry) for entry in _field(header, "components", list))
             steps = int(tensors["sum"].shape[-1])
-            metadata = {
-                key: header[key] for key in ("adapter", "model_class", "config_fingerprint", "solver", "generations", "probe_fill") if key in header
-            }
+            metadata = _checked_metadata(header)
             return cls(
                 components=components,
                 sums=tensors["sum"].double(),
                 sums_sq=tensors["sum_sq"].double(),
                 counts=tensors["count"].long(),
                 macs=tuple(int(v) for v in tensors["macs"].tolist()),
-                evaluation_macs=int(header["evaluation_macs"]),
+                evaluation_macs=_count(header, "evaluation_macs"),
                 metadata=metadata,
                 # files of single-step probes hold one value per step
                 probe_sums=tensors["probe_sum"].double().reshape(-1, steps) if "probe_sum" in tensors else None,
@@ -223,16 +224,14 @@ class ErrorProfile:
             )
         except ProfileError:
             raise
-        except (KeyError, TypeError, ValueError, RuntimeError, json.JSONDecodeError) as error:
-            raise ProfileError(f"{origin} has missing or malformed fields ({error!r}); recalibrate or fix the file") from error
+        except (LookupError, TypeError, ValueError, RuntimeError, OverflowError) as error:  # RecursionError is a RuntimeError
+            shown = repr(error)[:160]
+            raise ProfileError(f"{origin} has missing or malformed fields ({shown}); recalibrate or fix the file") from error
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> ErrorProfile:
         """Load a profile written by :meth:`save` (safetensors; never unpickles)."""
-        try:
-            data = Path(path).read_bytes()
-        except OSError as error:
-            raise ProfileError(f"cannot read profile {str(path)!r}: {error.strerror or error}") from error
+        data = read_limited(path, MAX_FILE_BYTES, "profile", ProfileError)
         return cls.from_bytes(data, origin=f"profile {str(path)!r}")
 
     # -- combining ------------------------------------------------------------------------------
@@ -560,11 +559,50 @@ class ErrorProfile:
         axes[0][-1].legend()
         figure.suptitle(f"{self.metadata.get('model_class', '')}: error of reusing step i at step i+lag")
         figure.tight_layout()
-        output = Path(path)
-        temporary = output.with_name(f".{output.name}.tmp.png")
-        figure.savefig(temporary, dpi=110)
-        plt.close(figure)
-        os.replace(temporary, output)
+        try:
+            write_atomic(path, lambda file: figure.savefig(file, format="png", dpi=110))
+        finally:
+            plt.close(figure)
+
+
+def _field(header: Mapping[str, Any], key: str, kind: type) -> Any:
+    value = header[key]
+    if not isinstance(value, kind) or isinstance(value, bool):
+        raise ValueError(f"field {key!r} must be a {kind.__name__}, got {type(value).__name__}")
+    return value
+
+
+def _count(header: Mapping[str, Any], key: str) -> int:
+    """A non-negative integer field (not a float, a bool or an infinity)."""
+    value = _field(header, key, int)
+    if value < 0:
+        raise ValueError(f"field {key!r} must not be negative, got {value}")
+    return value
+
+
+def _component_spec(entry: Any) -> ComponentSpec:
+    """A component of the header: ``[key, kind, name, block_kind, index]``."""
+    if not isinstance(entry, list) or len(entry) != 5:
+        raise ValueError(f"a component must be [key, kind, name, block_kind, index], got {entry!r:.80}")
+    fields = dict(zip(("key", "kind", "name", "block_kind", "index"), entry))
+    for key in ("key", "kind", "name", "block_kind"):
+        _field(fields, key, str)
+    return ComponentSpec(*entry[:4], _count(fields, "index"))
+
+
+def _checked_metadata(header: Mapping[str, Any]) -> dict[str, Any]:
+    """The provenance fields of a header, each of the type it must have."""
+    metadata: dict[str, Any] = {}
+    for key in ("adapter", "model_class", "config_fingerprint", "solver"):
+        if header.get(key) is not None:
+            metadata[key] = _field(header, key, str)
+    if "generations" in header:
+        metadata["generations"] = _count(header, "generations")
+    if "probe_fill" in header:
+        if header["probe_fill"] not in FILLS:
+            raise ValueError(f"field 'probe_fill' must be one of {FILLS}, got {header['probe_fill']!r:.40}")
+        metadata["probe_fill"] = header["probe_fill"]
+    return metadata
 
 
 def _pad_rows(tensor: torch.Tensor, rows: int) -> torch.Tensor:

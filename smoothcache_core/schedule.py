@@ -22,17 +22,22 @@ from __future__ import annotations
 
 import json
 import math
+import operator
 import os
-import tempfile
 from dataclasses import dataclass, field
+from types import MappingProxyType
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 
 from .adapter import ComponentSpec
 from .errors import ScheduleError
+from .files import read_limited, write_atomic
 
 FORMAT = "smoothcache.schedule"
 VERSION = 1
+#: The largest schedule file read (8 MiB: 1,000 steps for 1,000 per-block lists fit in 6 MiB); a
+#: larger file is refused before it is parsed, so reading a schedule needs bounded memory.
+MAX_FILE_BYTES = 8 * 1024 * 1024
 #: What a skipped step returns: the last computed value, or the last two extrapolated linearly.
 FILLS = ("reuse", "linear")
 #: Computed values a fill needs.
@@ -105,57 +110,102 @@ def _linear_ratios(flags: tuple[bool, ...]) -> tuple[float | None, ...]:
 
 def _keep_flags(flags: tuple[bool, ...], depth: int) -> tuple[bool, ...]:
     """Per step: whether a later skipped step uses a value computed up to here, i.e. fewer than
-    ``depth`` computes lie between this step and it."""
-    keep = []
-    for step in range(len(flags)):
-        computes = 0
-        needed = False
-        for later in flags[step + 1 :]:
-            if not later:
-                needed = True
-                break
-            computes += 1
-            if computes >= depth:
-                break
-        keep.append(needed)
+    ``depth`` computes lie between this step and it (one pass from the end: linear time)."""
+    keep = [False] * len(flags)
+    skip_ahead, computes_before_it = False, 0
+    for step in range(len(flags) - 1, -1, -1):
+        keep[step] = skip_ahead and computes_before_it < depth
+        if flags[step]:
+            computes_before_it += 1
+        else:
+            skip_ahead, computes_before_it = True, 0
     return tuple(keep)
 
 
+def _as_flag(value: Any) -> int | None:
+    """0 or 1 from a bool or an integer of any integer type (numpy's too); None for anything else."""
+    if isinstance(value, (float, complex, str, bytes)):
+        return None
+    try:
+        number = operator.index(value)
+    except TypeError:
+        return None
+    return number if number in (0, 1) else None
+
+
 def _as_table(key: str, values: Any) -> tuple[int, ...]:
+    if hasattr(values, "tolist") and not isinstance(values, (list, tuple)):  # a numpy array or a tensor
+        values = values.tolist()
     if not isinstance(values, (list, tuple)) or not values:
         raise ScheduleError(f"schedule entry {key!r} must be a non-empty list of 0/1, got {values!r:.60}")
     table = []
     for value in values:
-        if isinstance(value, bool) or value in (0, 1) and isinstance(value, int):
-            table.append(int(value))
-        else:
-            raise ScheduleError(f"schedule entry {key!r} holds {value!r}; only 0 (reuse) and 1 (compute) are allowed")
+        flag = _as_flag(value)
+        if flag is None:
+            raise ScheduleError(f"schedule entry {key!r} holds {value!r:.40}; only 0 (reuse) and 1 (compute) are allowed")
+        table.append(flag)
     if table[0] != 1:
         raise ScheduleError(f"schedule entry {key!r} reuses at step 0, where nothing is cached yet; set it to 1")
     return tuple(table)
 
 
+def _frozen(value: Any) -> Any:
+    """A JSON-like value that cannot be changed: objects become read-only mappings, lists tuples."""
+    if isinstance(value, Mapping):
+        return MappingProxyType({str(key): _frozen(item) for key, item in value.items()})
+    if isinstance(value, (list, tuple)):
+        return tuple(_frozen(item) for item in value)
+    return value
+
+
+def _plain(value: Any) -> Any:
+    """The JSON value of a :func:`_frozen` one (mappings as dicts, tuples as lists)."""
+    if isinstance(value, Mapping):
+        return {key: _plain(item) for key, item in value.items()}
+    if isinstance(value, tuple):
+        return [_plain(item) for item in value]
+    return value
+
+
 @dataclass(frozen=True)
 class Schedule:
-    """A static compute/reuse table per component key, with the provenance of how it was made."""
+    """A static compute/reuse table per component key, with the provenance of how it was made.
+
+    Immutable in fact (tables and provenance are read-only once validated) and hashable, so a
+    schedule that was checked stays the schedule that runs.
+    """
 
     tables: Mapping[str, tuple[int, ...]]
     provenance: Mapping[str, Any] = field(default_factory=dict)
     fill: str = "reuse"
 
     def __post_init__(self) -> None:
-        if self.fill not in FILLS:
-            raise ScheduleError(f"schedule fill must be one of {FILLS}, got {self.fill!r}")
-        if not self.tables:
+        if not isinstance(self.fill, str) or self.fill not in FILLS:
+            raise ScheduleError(f"schedule fill must be one of {FILLS}, got {self.fill!r:.40}")
+        if not isinstance(self.tables, Mapping) or not self.tables:
             raise ScheduleError("the schedule has no components; give at least one list of 0/1 per step")
         tables = {str(key): _as_table(str(key), values) for key, values in self.tables.items()}
         lengths = {key: len(values) for key, values in tables.items()}
         if len(set(lengths.values())) > 1:
-            raise ScheduleError(f"schedule lists have different lengths: {lengths}; every list needs one entry per step")
+            shown = dict(list(lengths.items())[:6])
+            raise ScheduleError(f"schedule lists have different lengths: {shown}; every list needs one entry per step")
         if not isinstance(self.provenance, Mapping):
             raise ScheduleError("schedule provenance must be a JSON object")
-        object.__setattr__(self, "tables", tables)
-        object.__setattr__(self, "provenance", dict(self.provenance))
+        try:
+            provenance = _frozen(self.provenance)
+        except RecursionError as error:
+            raise ScheduleError("schedule provenance is nested too deeply; a provenance is a flat JSON object") from error
+        object.__setattr__(self, "tables", MappingProxyType(tables))
+        object.__setattr__(self, "provenance", provenance)
+
+    def __hash__(self) -> int:
+        provenance = json.dumps(_plain(self.provenance), sort_keys=True, default=repr)
+        return hash((tuple(self.tables.items()), self.fill, provenance))
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Schedule):
+            return NotImplemented
+        return (dict(self.tables), self.fill, _plain(self.provenance)) == (dict(other.tables), other.fill, _plain(other.provenance))
 
     @property
     def steps(self) -> int:
@@ -189,26 +239,23 @@ class Schedule:
             "version": VERSION,
             "components": {key: list(values) for key, values in self.tables.items()},
             **({} if self.fill == "reuse" else {"fill": self.fill}),
-            "provenance": dict(self.provenance),
+            "provenance": _plain(self.provenance),
         }
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> Schedule:
         """Load a JSON schedule (v1 or original). Never unpickles anything."""
-        path = Path(path)
-        try:
-            raw = path.read_bytes()
-        except OSError as error:
-            raise ScheduleError(f"cannot read schedule {str(path)!r}: {error.strerror or error}") from error
+        raw = read_limited(path, MAX_FILE_BYTES, "schedule", ScheduleError)
         try:
             data = json.loads(raw.decode("utf-8"))
-        except (json.JSONDecodeError, UnicodeDecodeError) as error:
-            raise ScheduleError(f"schedule {str(path)!r} is not valid JSON ({error}); regenerate or fix the file") from error
+        except (ValueError, RecursionError) as error:  # bad JSON, bad UTF-8, an integer of 5,000 digits, deep nesting
+            reason = "nested too deeply" if isinstance(error, RecursionError) else str(error)[:120]
+            raise ScheduleError(f"schedule {str(path)!r} is not valid JSON ({reason}); regenerate or fix the file") from error
         return cls.from_dict(data)
 
     def save(self, path: str | os.PathLike) -> None:
         """Write JSON atomically (temporary file, then rename), so a crash never leaves half a file."""
-        write_text_atomic(Path(path), json.dumps(self.to_dict(), indent=1) + "\n")
+        write_atomic(path, (json.dumps(self.to_dict(), indent=1) + "\n").encode("utf-8"))
 
     @classmethod
     def fora(cls, steps: int, interval: int, keys: Iterable[str], fill: str = "reuse") -> Schedule:
@@ -270,27 +317,3 @@ class Schedule:
                 f"and component keys like {candidates[0][0]!r} (or '<type>-<block index>')"
             )
         return CompiledSchedule(self.steps, tuple(compute), tuple(keep), tuple(ratio), self.fill)
-
-
-def write_text_atomic(path: Path, text: str) -> None:
-    """Write a file so readers see either the old or the complete new content."""
-    write_bytes_atomic(path, text.encode("utf-8"))
-
-
-def write_bytes_atomic(path: Path, data: bytes) -> None:
-    """Write bytes to a temporary file in the same folder, then rename it over ``path``.
-
-    The file gets the permissions a plain ``open`` would give it (0666 less the umask), not the
-    owner-only 0600 of the temporary file: shipped and shared schedules must be readable by others."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    umask = os.umask(0)
-    os.umask(umask)
-    try:
-        with os.fdopen(handle, "wb") as file:
-            file.write(data)
-        os.chmod(temporary, 0o666 & ~umask)
-        os.replace(temporary, path)
-    except BaseException:
-        os.unlink(temporary)
-        raise

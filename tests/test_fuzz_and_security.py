@@ -19,6 +19,7 @@ import smoothcache
 from smoothcache import ErrorProfile, ProfileError, Schedule, ScheduleError
 from smoothcache.plugins import AdapterRegistry
 from smoothcache.reference.pipelines import dit_transformer
+from smoothcache_core.profile import _read_metadata
 
 ROOT = Path(__file__).parent.parent
 json_values = st.recursive(
@@ -142,3 +143,87 @@ def test_a_plugin_that_raises_on_import_is_named_and_the_others_load(monkeypatch
         names = registry.names()
     assert {"dit", "stable-audio", "opensora"} <= set(names)
     assert any("broken-adapter" in problem for problem in registry.problems)
+
+
+# -- hostile structure: what random bytes rarely reach ----------------------------------------------
+
+hostile_json_texts = st.one_of(
+    st.integers(1, 100_000).map(lambda depth: "[" * depth + "]" * depth),  # nesting far past the recursion limit
+    st.integers(1, 100_000).map(lambda depth: '{"a":' * depth + "1" + "}" * depth),
+    st.integers(4_000, 10_000).map(lambda digits: '{"attn1": [1' + "0" * digits + "]}"),  # integers of thousands of digits
+    st.sampled_from(["Infinity", "-Infinity", "NaN"]).map(lambda value: '{"attn1": [1, ' + value + "]}"),
+    st.sampled_from(["[]", "1", "null", '"x"', "Infinity", '{"a": 1}']).map(
+        lambda value: '{"format": "smoothcache.schedule", "version": 1, "components": {"attn1": [1, 0]}, "provenance": ' + value + "}"
+    ),
+    st.sampled_from(["[1]", "Infinity", "1e999", "true", '"1"']).map(
+        lambda value: '{"format": "smoothcache.schedule", "version": ' + value + ', "components": {"attn1": [1, 0]}}'
+    ),
+)
+
+
+@settings(max_examples=60, suppress_health_check=[HealthCheck.too_slow], deadline=None)
+@given(text=hostile_json_texts)
+def test_hostile_schedule_files_are_a_schedule_error(text, tmp_path_factory):
+    path = tmp_path_factory.mktemp("hostile") / "s.json"
+    path.write_text(text)
+    try:
+        schedule = Schedule.load(path)
+    except ScheduleError:
+        return
+    assert schedule.steps >= 1
+
+
+@settings(max_examples=100, suppress_health_check=[HealthCheck.too_slow], deadline=None)
+@given(raw=st.binary(min_size=300, max_size=5000))
+def test_longer_random_bytes_are_a_schedule_error(raw, tmp_path_factory):
+    path = tmp_path_factory.mktemp("fuzz") / "s.json"
+    path.write_bytes(raw)
+    with pytest.raises(ScheduleError):
+        Schedule.load(path)
+
+
+@pytest.mark.parametrize("reader", [Schedule.load, ErrorProfile.load])
+def test_a_nul_byte_or_a_folder_as_path_is_our_error(reader, tmp_path):
+    expected = ScheduleError if reader == Schedule.load else ProfileError
+    for path in ("name\x00.json", tmp_path, tmp_path / "missing.json"):
+        with pytest.raises(expected, match="cannot read"):
+            reader(path)
+
+
+def test_a_file_over_the_size_limit_is_refused_before_parsing(tmp_path, monkeypatch):
+    from smoothcache_core import schedule as schedule_module
+
+    path = tmp_path / "big.json"
+    path.write_text(json.dumps({"attn1": [1, 0] * 600}))
+    monkeypatch.setattr(schedule_module, "MAX_FILE_BYTES", 1000)
+    monkeypatch.setattr(json, "loads", lambda *_: pytest.fail("parsed a file over the limit"))
+    with pytest.raises(ScheduleError, match=r"has 3,6\d\d bytes, more than the 1,000"):
+        Schedule.load(path)
+
+
+HEADER = json.loads(_read_metadata(VALID)["smoothcache"])
+hostile_metadata = st.tuples(
+    st.sampled_from(["evaluation_macs", "generations", "adapter", "solver", "model_class", "probe_fill", "components", "config_fingerprint"]),
+    st.one_of(
+        st.sampled_from([float("inf"), float("-inf"), float("nan"), 1e300, -1, True, None, "x" * 9, 2**70]),
+        st.lists(st.integers(), max_size=3),
+        st.dictionaries(st.text(max_size=3), st.integers(), max_size=2),
+        st.lists(st.lists(st.one_of(st.integers(), st.text(max_size=2), st.floats()), max_size=6), max_size=3),
+    ),
+)
+
+
+@settings(max_examples=150, suppress_health_check=[HealthCheck.too_slow], deadline=None)
+@given(field=hostile_metadata)
+def test_list_valued_or_infinite_metadata_is_a_profile_error(field):
+    from safetensors.torch import load as load_safetensors
+
+    key, value = field
+    header = {**HEADER, key: value}
+    data = save_safetensors(load_safetensors(VALID), metadata={"smoothcache": json.dumps(header)})
+    try:
+        profile = ErrorProfile.from_bytes(data)
+    except ProfileError:
+        return
+    # whatever loads is usable end to end
+    ErrorProfile.from_bytes(profile.merge(profile).to_bytes()).schedule(alpha=0.3)
