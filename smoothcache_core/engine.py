@@ -164,6 +164,32 @@ def check_components(model: nn.Module, adapter: ModelAdapter) -> list[Component]
     return components
 
 
+#: Instance attributes that ``copy`` and ``pickle`` look up before the class's: set while wrapped.
+_COPY_METHODS = ("__deepcopy__", "__reduce_ex__")
+
+
+def _refuse_copies(module: nn.Module) -> Uninstall:
+    """Make ``copy.deepcopy``, ``pickle`` and ``torch.save`` of ``module`` (or of anything holding
+    it) raise a clear error while it is wrapped: a copy would carry gates bound to the original
+    model, and pickle cannot store them at all."""
+
+    def refuse(*_args: Any) -> Any:
+        raise WrapError(
+            f"this {type(module).__name__} is wrapped by smoothcache: a copy would keep gates bound to the "
+            "original model, and pickle cannot store them; call handle.unwrap() first, copy or save, then "
+            "wrap each copy (saving weights with state_dict() or save_pretrained() needs no unwrap)"
+        )
+
+    for name in _COPY_METHODS:
+        object.__setattr__(module, name, refuse)
+
+    def allow() -> None:
+        for name in _COPY_METHODS:
+            module.__dict__.pop(name, None)
+
+    return allow
+
+
 class Attachment:
     """A step source and one gate per component on a model; installed atomically, removed exactly."""
 
@@ -240,10 +266,12 @@ class Attachment:
             self._uninstalls.append(source.attach(self.model, self._observe))
             finished = self.model.register_forward_hook(self._after_evaluation, always_call=True)
             self._uninstalls.append(finished.remove)
+            self._uninstalls.append(_refuse_copies(self.model))
             for index, component in enumerate(self.components):
                 self._uninstalls.append(component.install(self._gate_factory(index)))
                 if component.module is not None:
                     _GATED_MODULES.add(component.module)
+                    self._uninstalls.append(_refuse_copies(component.module))
         except BaseException:
             self._uninstall_all()
             raise
@@ -273,6 +301,17 @@ class Attachment:
         self._tracker.reset()
         self._release()
 
+    def _pipeline_starts_generation(self) -> None:
+        """A pipeline call begins: the generation before it, if it was neither interrupted nor already
+        ended, is judged by its length (a shorter one than the schedule warns), then state is dropped."""
+        if self._evaluating == threading.get_ident():  # its last evaluation never returned
+            self.interrupted += 1
+            self._evaluating = None
+            self._tracker.reset()
+        else:
+            self._tracker.finish()
+        self._release()
+
     def watch_generation_start(self, owner: Any, method: str = "set_timesteps") -> None:
         """Start a new generation whenever ``owner.method`` is called (a pipeline's scheduler sets
         its timesteps once per generation): robust even when a generation was interrupted before
@@ -281,7 +320,7 @@ class Attachment:
         had_own = method in vars(owner)
 
         def starting(*args: Any, **kwargs: Any) -> Any:
-            self.new_generation()
+            self._pipeline_starts_generation()
             return original(*args, **kwargs)
 
         setattr(owner, method, starting)
@@ -442,6 +481,9 @@ class CacheHandle(Attachment):
         if self._depth[0]:  # a component never returned: its evaluation was interrupted
             self.interrupted += 1
             self.new_generation()
+        if self._tracker.counting and self._starts_known and self._tracker.counted_to_the_end:
+            self._tracker.reset()
+            raise self._longer_than_schedule()
         super()._observe(timestep, batch)
         if not self._tracker.counting and not self._starts_known:
             self._check_generation_start(timestep)
@@ -454,11 +496,15 @@ class CacheHandle(Attachment):
         else:
             self._tracker.reset()
             self._now[:] = self._idle
-            raise GenerationError(
-                f"the schedule has {steps} steps but this generation has run more model evaluations; "
-                f"calibrate for the number of steps you sample with, or resample the schedule with "
-                f"Schedule.resample(num_steps)"
-            )
+            raise self._longer_than_schedule()
+
+    def _longer_than_schedule(self) -> GenerationError:
+        steps = self._compiled.steps
+        return GenerationError(
+            f"the schedule has {steps} steps but this generation has run {steps + 1} model evaluations (steps) so "
+            f"far; calibrate for the number of steps you sample with, or resample the schedule with "
+            f"Schedule.resample(num_steps)"
+        )
 
     def _check_generation_start(self, timestep: Any) -> None:
         """Tell guidance branches from a new generation where the timesteps alone cannot.
@@ -726,6 +772,10 @@ def attach(
     ``sync_free``: count evaluations instead of reading the timestep (no host synchronisation at
     all); generations then end after the schedule's steps, with ``branches`` calls per step.
     """
+    if not isinstance(sync_free, bool):
+        raise WrapError(f"sync_free must be True or False, got {sync_free!r:.40}")
+    if isinstance(branches, bool) or not isinstance(branches, int) or branches < 1:
+        raise WrapError(f"branches must be a positive integer (calls per step: 2 for guidance as two calls), got {branches!r:.40}")
     components = check_components(model, adapter)
     if schedule is not None:
         check_schedule_provenance(schedule, adapter, model)

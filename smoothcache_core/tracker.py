@@ -53,14 +53,27 @@ class StepTracker:
         self.step = -1
         self.branch = 0
 
+    def finish(self) -> None:
+        """End the current generation as finished by its caller (a pipeline starts the next one):
+        ``on_new_generation`` hears how many steps it ran, as at a detected start; the next
+        evaluation starts a new generation."""
+        if self.step >= 0:
+            self._on_new_generation(self.step + 1)
+        self.reset()
+
     def restart(self) -> None:
         """Make the current evaluation the first of a new generation (it was read as a branch)."""
         self._start_generation(self._last_timestep)
 
+    @property
+    def counted_to_the_end(self) -> bool:
+        """Whether a counting tracker has seen every evaluation of its generation."""
+        return self.step >= 0 and self.step + 1 >= self._count_steps and self.branch + 1 >= self._count_branches
+
     def count(self) -> None:
         """Advance to the next evaluation by counting (for trackers built with ``steps``)."""
         self.evaluations += 1
-        if self.step < 0 or (self.step + 1 >= self._count_steps and self.branch + 1 >= self._count_branches):
+        if self.step < 0 or self.counted_to_the_end:
             self._start_generation(None)
         elif self.branch + 1 < self._count_branches:
             self.branch += 1

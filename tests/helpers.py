@@ -11,6 +11,7 @@ def assert_pristine(model: nn.Module) -> None:
     """No instance ``forward`` override and no hooks anywhere in ``model``."""
     for name, module in model.named_modules():
         assert "forward" not in module.__dict__, f"{name or 'root'} still has a replaced forward"
+        assert "__deepcopy__" not in module.__dict__ and "__reduce_ex__" not in module.__dict__, f"{name or 'root'} still refuses copies"
         assert not module._forward_pre_hooks, f"{name or 'root'} still has forward pre-hooks"
         assert not module._forward_hooks, f"{name or 'root'} still has forward hooks"
 

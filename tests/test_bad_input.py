@@ -104,3 +104,35 @@ def test_failure_while_installing_undoes_the_gates_already_installed(dit_pipe, m
         smoothcache.wrap(dit_pipe.transformer, adapter=FailingAdapter(), schedule={"attn1": ATTN, "ff": FF})
     assert_pristine(dit_pipe.transformer)
     assert handle_of(dit_pipe.transformer) is None
+
+
+@pytest.mark.parametrize("branches", [0, -1, 1.5, "2", True, None])
+def test_branches_must_be_a_positive_integer(dit_pipe, branches):
+    with pytest.raises(WrapError, match="branches must be a positive integer"):
+        smoothcache.wrap(dit_pipe.transformer, schedule={"attn1": ATTN}, sync_free=True, branches=branches)
+    assert_pristine(dit_pipe.transformer)
+
+
+def test_copying_a_wrapped_model_is_refused_until_unwrap(dit_pipe, tmp_path):
+    """A copy would carry gates bound to the original (and pickle cannot store them): refuse, name the fix."""
+    import copy
+    import io
+    import pickle
+
+    transformer = dit_pipe.transformer
+    handle = smoothcache.wrap(transformer, schedule={"attn1": ATTN, "ff": FF})
+    for attempt in (
+        lambda: copy.deepcopy(transformer),
+        lambda: copy.copy(transformer),
+        lambda: pickle.dumps(transformer),
+        lambda: torch.save(transformer, io.BytesIO()),
+        lambda: copy.deepcopy(transformer.transformer_blocks[0]),  # a part that holds a gated module
+    ):
+        with pytest.raises(WrapError, match=r"wrapped by smoothcache.*handle.unwrap\(\) first"):
+            attempt()
+    torch.save(transformer.state_dict(), io.BytesIO())  # weights need no unwrap
+    transformer.save_pretrained(tmp_path)
+    handle.unwrap()
+    assert_pristine(transformer)
+    twin = copy.deepcopy(transformer)
+    assert torch.equal(generate(dit_pipe, 0), generate(type(dit_pipe)(twin, dit_pipe.vae, dit_pipe.scheduler), 0))

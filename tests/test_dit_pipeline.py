@@ -159,9 +159,11 @@ def test_batch_size_change_mid_generation_recomputes(dit_pipe):
     assert torch.isfinite(latents).all()
 
 
-def test_generation_longer_than_schedule_names_both_lengths(dit_pipe):
-    with smoothcache.wrap(dit_pipe.transformer, schedule={"attn1": ATTN, "ff": FF}) as handle:
-        with pytest.raises(GenerationError, match=r"schedule has 6 steps.*resample"):
+@pytest.mark.parametrize("wrapped", ["pipe", "pipe.transformer", "pipe, sync_free"])
+def test_generation_longer_than_schedule_names_both_lengths(dit_pipe, wrapped):
+    target = dit_pipe.transformer if wrapped == "pipe.transformer" else dit_pipe
+    with smoothcache.wrap(target, schedule={"attn1": ATTN, "ff": FF}, sync_free=wrapped.endswith("sync_free")) as handle:
+        with pytest.raises(GenerationError, match=r"schedule has 6 steps but this generation has run 7 model evaluations.*resample"):
             generate(dit_pipe, 0, steps=STEPS + 2)
         # the failed generation leaves no state behind: the next one is as if fresh
         after = generate(dit_pipe, 0)
@@ -171,8 +173,10 @@ def test_generation_longer_than_schedule_names_both_lengths(dit_pipe):
     assert handle.stats()["generations"] >= 2
 
 
-def test_generation_shorter_than_schedule_warns(dit_pipe):
-    with smoothcache.wrap(dit_pipe.transformer, schedule={"attn1": ATTN, "ff": FF}):
+@pytest.mark.parametrize("wrapped", ["pipe", "pipe.transformer", "pipe, sync_free"])
+def test_generation_shorter_than_schedule_warns(dit_pipe, wrapped):
+    target = dit_pipe.transformer if wrapped == "pipe.transformer" else dit_pipe
+    with smoothcache.wrap(target, schedule={"attn1": ATTN, "ff": FF}, sync_free=wrapped.endswith("sync_free")):
         generate(dit_pipe, 0, steps=4)
         with pytest.warns(UserWarning, match="ran 4 model evaluations but the schedule has 6"):
             generate(dit_pipe, 0, steps=4)
