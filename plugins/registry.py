@@ -2,7 +2,9 @@
 
 Built-in adapters come from smoothcache's own distribution through the same entry points as any
 third-party package. ``SMOOTHCACHE_DISABLE_PLUGIN_AUTOLOAD=1`` loads only the built-ins. A plugin
-that fails to import or to list its adapters is reported by name and skipped; the others load.
+that fails to import or to list its adapters (raises, or returns something other than a list) is
+reported by name and skipped whole; an adapter with a bad name or missing methods is reported and
+skipped alone. Either way the others load.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ import logging
 import os
 import re
 import warnings
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from importlib import metadata
 from typing import Any
@@ -31,6 +34,62 @@ BUILTIN_DISTRIBUTION = "smoothcache"
 
 def _normalized(name: str) -> str:
     return re.sub(r"[-_.]+", "-", name).lower()
+
+
+class _Rejected(Exception):
+    """Why a plugin or one of its adapters is skipped, worded for the problem line."""
+
+
+def _describe(value: Any) -> str:
+    """``repr(value)`` on one short line; a plugin's broken ``__repr__`` must not break loading."""
+    try:
+        text = " ".join(repr(value).split())
+    except Exception:
+        text = f"<{type(value).__name__} whose __repr__ raises>"
+    return text if len(text) <= 120 else text[:117] + "..."
+
+
+def _a(value: Any) -> str:
+    """``value``'s type name with its article, for messages: "an int", "a dict"."""
+    name = type(value).__name__
+    return f"{'an' if name[:1].lower() in 'aeiou' else 'a'} {name}"
+
+
+def _adapter_list(returned: Any) -> list[Any]:
+    """What one ``smoothcache_adapters`` call returned, read to the end now: a plugin whose generator
+    raises part-way must add nothing rather than half its adapters."""
+    if returned is None:
+        return []
+    if isinstance(returned, (str, bytes, Mapping)) or not isinstance(returned, Iterable):
+        raise _Rejected(
+            f"smoothcache_adapters() returned {_a(returned)}, not a list; return a list of adapters (or None for none)"
+        )
+    return list(returned)
+
+
+def _checked_name(adapter: Any) -> str:
+    """The adapter's registered name, read once; ``_Rejected`` if it cannot serve as ``adapter=<name>``."""
+    try:
+        name = adapter.name
+    except AttributeError:
+        raise _Rejected(f"returned {_describe(adapter)}, which has no name") from None
+    except Exception as error:
+        raise _Rejected(f"returned an adapter whose name raises {_describe(error)}") from error
+    if not isinstance(name, str):
+        raise _Rejected(f"returned {_describe(adapter)}, whose name is {_a(name)}, not a str")
+    if not name or any(character.isspace() for character in name):
+        raise _Rejected(
+            f"returned an adapter named {name!r}; a name must be non-empty without whitespace, e.g. 'my-model'"
+        )
+    try:
+        is_adapter = isinstance(adapter, ModelAdapter)
+    except Exception as error:  # a property among matches/components/step_source that raises
+        raise _Rejected(f"returned adapter {name!r}, whose attributes raise {_describe(error)}") from error
+    if not is_adapter:
+        raise _Rejected(
+            f"returned {_describe(adapter)}, which is not a ModelAdapter (needs name, matches, components, step_source)"
+        )
+    return name
 
 
 @dataclass(frozen=True)
@@ -93,39 +152,39 @@ class AdapterRegistry:
         warnings.warn(problem, stacklevel=4)
 
     def _register(self, plugin: Any, name: str, source: str) -> None:
+        plugin_label = f"plugin {name!r} ({source})"
         try:
             if self.manager.is_registered(plugin):
                 return
             self.manager.register(plugin, name=f"{name}@{source}")
-            results = [
-                impl.function()
+            adapters = [
+                adapter
                 for impl in self.manager.hook.smoothcache_adapters.get_hookimpls()
                 if impl.plugin is plugin
+                for adapter in _adapter_list(impl.function())
             ]
-        except Exception as error:
+        except Exception as error:  # whatever a plugin does wrong, the others still load
             if self.manager.is_registered(plugin):
                 self.manager.unregister(plugin)
-            self._report(f"plugin {name!r} ({source}) failed to provide adapters: {error!r}")
+            reason = str(error) if isinstance(error, _Rejected) else _describe(error)
+            self._report(f"{plugin_label} failed to provide adapters: {reason}")
             return
-        for adapters in results:
-            for adapter in adapters or ():
-                self._add(adapter, name, source)
+        for adapter in adapters:
+            self._add(adapter, plugin_label, source)
 
-    def _add(self, adapter: Any, plugin_name: str, source: str) -> None:
-        if not isinstance(adapter, ModelAdapter) or not isinstance(getattr(adapter, "name", None), str):
-            self._report(
-                f"plugin {plugin_name!r} ({source}) returned {adapter!r}, which is not a ModelAdapter "
-                "(needs name, matches, components, step_source)"
-            )
+    def _add(self, adapter: Any, plugin_label: str, source: str) -> None:
+        try:
+            name = _checked_name(adapter)
+        except _Rejected as rejection:
+            self._report(f"{plugin_label} {rejection}; skipping that adapter")
             return
-        taken = self._adapters.get(adapter.name)
+        taken = self._adapters.get(name)
         if taken is not None:
             self._report(
-                f"adapter name {adapter.name!r} from plugin {plugin_name!r} ({source}) is already taken "
-                f"by {taken.source}; ignoring the second one"
+                f"adapter name {name!r} from {plugin_label} is already taken by {taken.source}; ignoring the second one"
             )
             return
-        self._adapters[adapter.name] = RegisteredAdapter(adapter, source)
+        self._adapters[name] = RegisteredAdapter(adapter, source)
 
     # -- public -----------------------------------------------------------------------------
     def register(self, plugin: Any, name: str | None = None) -> None:
@@ -139,7 +198,9 @@ class AdapterRegistry:
         return [self._adapters[name] for name in sorted(self._adapters)]
 
     def names(self) -> list[str]:
-        return [entry.adapter.name for entry in self.entries()]
+        """Registered names, sorted (as checked at registration; an adapter's ``name`` is not read again)."""
+        self._ensure_loaded()
+        return sorted(self._adapters)
 
     def get(self, name: str) -> ModelAdapter:
         self._ensure_loaded()
@@ -150,22 +211,24 @@ class AdapterRegistry:
 
     def detect(self, model: nn.Module) -> ModelAdapter:
         """The one adapter whose ``matches`` accepts ``model``; an error if none or several do."""
-        matching = []
-        for entry in self.entries():
+        self._ensure_loaded()
+        matching: dict[str, ModelAdapter] = {}
+        for name in sorted(self._adapters):
+            adapter = self._adapters[name].adapter
             try:
-                if entry.adapter.matches(model):
-                    matching.append(entry.adapter)
+                if adapter.matches(model):
+                    matching[name] = adapter
             except Exception:  # matches() must not raise; treat a failing one as "no match"
-                logger.debug("adapter %s raised in matches()", entry.adapter.name, exc_info=True)
+                logger.debug("adapter %s raised in matches()", name, exc_info=True)
         if len(matching) == 1:
-            return matching[0]
+            return next(iter(matching.values()))
         if not matching:
             raise AdapterError(
                 f"no registered adapter matches {type(model).__name__}; registered adapters: {self.names()}. "
                 "Pass adapter=<name>, or write an adapter for this model (see the README)"
             )
         raise AdapterError(
-            f"several adapters match {type(model).__name__}: {[a.name for a in matching]}; pass adapter=<name>"
+            f"several adapters match {type(model).__name__}: {list(matching)}; pass adapter=<name>"
         )
 
 

@@ -2,18 +2,22 @@
 
 MODEL is a local diffusers pipeline folder, a ``package.module:factory`` returning a pipeline, a
 model or a :class:`smoothcache.workloads.Workload`, or a hub id (passed to ``from_pretrained``).
-Errors are one line on stderr and a non-zero exit code; ``--debug`` shows the traceback.
+Errors are one line on stderr and a non-zero exit code; ``--debug`` shows the traceback. Argument
+values, output paths and the schedule file are checked before the model is loaded (``--scheduler`` and
+``--adapter``, whose names depend on the model, right after), so a typo never costs a calibration.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import sys
 import time
+import warnings
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, NoReturn, Sequence
 
 import torch
 from torch import nn
@@ -43,8 +47,60 @@ EXAMPLES = {
 }
 
 
+class UsageError(ValueError):
+    """A bad command-line argument or output path, found before any work; one ``error:`` line, exit code 2."""
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse whose errors are one ``error:`` line, like every other error of the command, not a usage block."""
+
+    def error(self, message: str) -> NoReturn:
+        raise UsageError(f"{message} (see {self.prog} --help)")
+
+
+def _integer(text: str, kind: str, accept: Callable[[int], bool]) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be {kind}, got {text!r}") from None
+    if not accept(value):
+        raise argparse.ArgumentTypeError(f"must be {kind}, got {value}")
+    return value
+
+
+def _positive_integer(text: str) -> int:
+    return _integer(text, "a positive integer", lambda value: value >= 1)
+
+
+def _non_negative_integer(text: str) -> int:
+    return _integer(text, "0 or a positive integer", lambda value: value >= 0)
+
+
+def _number(text: str, kind: str, accept: Callable[[float], bool]) -> float:
+    """A float that ``accept`` allows; NaN fails every comparison, so it is refused too."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be {kind}, got {text!r}") from None
+    if not accept(value):
+        raise argparse.ArgumentTypeError(f"must be {kind}, got {value}")
+    return value
+
+
+def _alpha(text: str) -> float:
+    return _number(text, "a number >= 0", lambda value: value >= 0)
+
+
+def _speedup(text: str) -> float:
+    return _number(text, "a number >= 1 (1 = no caching)", lambda value: value >= 1)
+
+
+def _mac_fraction(text: str) -> float:
+    return _number(text, "a fraction in (0, 1]", lambda value: 0 < value <= 1)
+
+
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="smoothcache",
         description="Training-free caching for Diffusion Transformers (SmoothCache).",
         epilog="example:\n  smoothcache calibrate ./dit-pipeline --steps 50 -o p.safetensors && "
@@ -60,7 +116,7 @@ def _parser() -> argparse.ArgumentParser:
     def model_arguments(sub: argparse.ArgumentParser) -> None:
         sub.add_argument("model", metavar="MODEL", help="pipeline folder, package.module:factory, or hub id")
         sub.add_argument("--prompt", help="text prompt (text-conditioned pipelines)")
-        sub.add_argument("--labels", type=int, nargs="+", help="class labels (class-conditional pipelines, e.g. DiT)")
+        sub.add_argument("--labels", type=_non_negative_integer, nargs="+", help="class labels (class-conditional pipelines, e.g. DiT)")
         sub.add_argument("--scheduler", help="switch the pipeline's sampler: " + ", ".join(smoothcache.workloads.SCHEDULERS))
         sub.add_argument("--device", help="move the pipeline to this device (default: cuda if available, else cpu)")
         sub.add_argument("--adapter", help="adapter name (default: auto-detect)")
@@ -71,16 +127,16 @@ def _parser() -> argparse.ArgumentParser:
 
     calibrate = command("calibrate", "Measure per-step output changes of every component; write an error profile.")
     model_arguments(calibrate)
-    calibrate.add_argument("--steps", type=int, help="sampling steps (default: the workload's)")
-    calibrate.add_argument("--samples", type=int, default=10, help="calibration generations, seeds 0..samples-1 (default 10)")
-    calibrate.add_argument("--lookahead", type=int, default=3, help="largest lag k measured (default 3)")
+    calibrate.add_argument("--steps", type=_positive_integer, help="sampling steps (default: the workload's)")
+    calibrate.add_argument("--samples", type=_positive_integer, default=10, help="calibration generations, seeds 0..samples-1 (default 10)")
+    calibrate.add_argument("--lookahead", type=_positive_integer, default=3, help="largest lag k measured (default 3)")
     calibrate.add_argument(
-        "--probes", type=int, default=0,
+        "--probes", type=_non_negative_integer, default=0,
         help="also probe how much the output moves when reusing at N evenly spaced steps (N + 2 more generations of seed 0; "
         "N >= steps - 2 probes every step; default 0: off)",
     )
     calibrate.add_argument(
-        "--run-lengths", type=int, default=1,
+        "--run-lengths", type=_positive_integer, default=1,
         help="probe runs of reuse of 1..K steps from each probed step (K generations per step; K >= 2 enables "
         "`schedule --method runs`; default 1)",
     )
@@ -95,16 +151,16 @@ def _parser() -> argparse.ArgumentParser:
     schedule = command("schedule", "Derive a schedule from a profile (no model needed).")
     schedule.add_argument("profile", metavar="PROFILE")
     target = schedule.add_mutually_exclusive_group(required=True)
-    target.add_argument("--alpha", type=float, help="error threshold of the greedy scan")
-    target.add_argument("--speedup", type=float, help="ideal (MAC) speedup to reach")
-    target.add_argument("--macs", type=float, help="fraction of MACs to keep, in (0, 1]")
+    target.add_argument("--alpha", type=_alpha, help="error threshold of the greedy scan")
+    target.add_argument("--speedup", type=_speedup, help="ideal (MAC) speedup to reach")
+    target.add_argument("--macs", type=_mac_fraction, help="fraction of MACs to keep, in (0, 1]")
     schedule.add_argument("--granularity", choices=("type", "block"), default="type")
     schedule.add_argument(
         "--method", choices=("greedy", "optimal", "runs"), default="greedy",
         help="greedy: the paper's scan; optimal: least component error under the MAC budget; runs: least probed "
         "final-output error of runs of reuse (needs calibrate --probes N --run-lengths 2)",
     )
-    schedule.add_argument("--lookahead", type=int, help="use lags (runs: run lengths) up to this (default: the profile's)")
+    schedule.add_argument("--lookahead", type=_positive_integer, help="use lags (runs: run lengths) up to this (default: the profile's)")
     schedule.add_argument(
         "--weighting", choices=("uniform", "sensitivity"), default="uniform",
         help="weigh every step's error alike, as the paper (default), or by the sensitivity probed with calibrate --probes",
@@ -124,14 +180,48 @@ def _parser() -> argparse.ArgumentParser:
         sub = command(name, help_text)
         model_arguments(sub)
         sub.add_argument("--schedule", required=True, help="schedule file (.json)")
-        sub.add_argument("--steps", type=int, help="sampling steps (default: the schedule's)")
-        sub.add_argument("--samples", type=int, default=2, help="generations, seeds SEED.. (default 2)")
-        sub.add_argument("--seed", type=int, default=1000, help="first seed (default 1000, unlike calibration's 0..)")
+        sub.add_argument("--steps", type=_positive_integer, help="sampling steps (default: the schedule's)")
+        sub.add_argument("--samples", type=_positive_integer, default=2, help="generations, seeds SEED.. (default 2)")
+        sub.add_argument("--seed", type=_non_negative_integer, default=1000, help="first seed (default 1000, unlike calibration's 0..)")
         sub.add_argument("-o", "--output", default="out", help="output folder (default out/)")
     return parser
 
 
 # -- helpers ------------------------------------------------------------------------------------
+
+
+def _check_folder_can_hold(option: str, given: str, folder: Path) -> None:
+    """``folder`` exists and is writable, or its nearest existing ancestor is, so the write can create it."""
+    ancestor = next(candidate for candidate in (folder, *folder.parents) if candidate.exists())
+    if not ancestor.is_dir():
+        raise UsageError(f"{option} {given!r} cannot be written: {str(ancestor)!r} is a file, not a folder; choose another path")
+    if not os.access(ancestor, os.W_OK | os.X_OK):
+        raise UsageError(f"{option} {given!r} cannot be written: no write permission in {str(ancestor)!r}; choose another path")
+
+
+def _check_output_file(option: str, given: str, example: str) -> None:
+    target = Path(os.path.realpath(given))  # the file written is the symlink's target, as write_atomic does
+    if target.is_dir():
+        raise UsageError(f"{option} {given!r} is a folder; give a file path, e.g. {str(Path(given, example))!r}")
+    _check_folder_can_hold(option, given, target.parent)
+
+
+def _check_output_folder(option: str, given: str) -> None:
+    target = Path(os.path.realpath(given))
+    if target.exists() and not target.is_dir():
+        raise UsageError(f"{option} {given!r} is an existing file; give a folder for the outputs (created if missing)")
+    _check_folder_can_hold(option, given, target)
+
+
+def _check_outputs(args: argparse.Namespace) -> None:
+    """Every output path of the command is usable, checked before any work: a calibration must not end in
+    a failed write. Creates nothing; the writes create missing folders."""
+    if args.command in ("generate", "compare"):
+        _check_output_folder("-o/--output", args.output)
+    else:
+        _check_output_file("-o/--output", args.output, "profile.safetensors" if args.command == "calibrate" else "schedule.json")
+    if args.command in ("calibrate", "schedule") and args.plot:
+        _check_output_file("--plot", args.plot, "plot.png")
 
 
 def _workload(args: argparse.Namespace, require: bool = True) -> Workload | nn.Module:
@@ -170,7 +260,10 @@ def _measure_profile(workload: Workload, adapter: str | None) -> ErrorProfile:
 
 
 def cmd_adapters(args: argparse.Namespace) -> None:
-    entries = registry().entries()
+    """The good adapters on stdout; each skipped plugin or adapter once, as a ``warning:`` line on stderr."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the registry also warns each problem; print it once, below
+        entries = registry().entries()
     _print_table(["adapter", "source"], [[e.adapter.name, e.source] for e in entries])
     for problem in registry().problems:
         print(f"warning: {problem}", file=sys.stderr)
@@ -206,10 +299,9 @@ def cmd_inspect(args: argparse.Namespace) -> None:
 def cmd_calibrate(args: argparse.Namespace) -> None:
     from tqdm import tqdm
 
+    _check_outputs(args)
     workload = _workload(args)
     steps = args.steps or workload.default_steps
-    if args.samples < 1:
-        raise WorkloadError("--samples must be at least 1")
     adapter = smoothcache.resolve_adapter(workload.model, args.adapter)  # fail before the progress bar
     with tqdm(total=args.samples * steps, desc="calibrating", unit="eval", file=sys.stderr) as bar:
 
@@ -219,8 +311,6 @@ def cmd_calibrate(args: argparse.Namespace) -> None:
                 workload.generate(seed, steps)
 
         profile = smoothcache.calibrate(workload.model, run, adapter=adapter, lookahead=args.lookahead, solver=workload.solver, on_evaluation=bar.update)
-    if args.probes < 0:
-        raise WorkloadError("--probes must be 0 (off) or a number of steps to probe")
     if args.probes:
         probes = None if args.probes >= profile.steps - 2 else args.probes
         total = len(probe_runs(profile.steps, probes, args.run_lengths))
@@ -240,6 +330,7 @@ def cmd_calibrate(args: argparse.Namespace) -> None:
 
 
 def cmd_schedule(args: argparse.Namespace) -> None:
+    _check_outputs(args)
     profile = ErrorProfile.load(args.profile)
     schedule = profile.schedule(
         args.alpha, speedup=args.speedup, macs=args.macs, granularity=args.granularity, method=args.method, lookahead=args.lookahead,
@@ -272,8 +363,9 @@ def _steps_for(schedule: Schedule, args: argparse.Namespace) -> tuple[Schedule, 
 def cmd_generate(args: argparse.Namespace) -> None:
     from smoothcache.plots import to_unit_range, write_outputs
 
+    _check_outputs(args)
+    schedule, steps = _steps_for(Schedule.load(args.schedule), args)  # a bad schedule file fails before the model loads
     workload = _workload(args)
-    schedule, steps = _steps_for(Schedule.load(args.schedule), args)
     written = []
     start = time.perf_counter()
     with smoothcache.wrap(workload.model, adapter=args.adapter, schedule=schedule) as handle:
@@ -289,8 +381,9 @@ def cmd_generate(args: argparse.Namespace) -> None:
 def cmd_compare(args: argparse.Namespace) -> None:
     from smoothcache.plots import side_by_side, to_unit_range
 
+    _check_outputs(args)
+    schedule, steps = _steps_for(Schedule.load(args.schedule), args)  # a bad schedule file fails before the model loads
     workload = _workload(args)
-    schedule, steps = _steps_for(Schedule.load(args.schedule), args)
     profile = _measure_profile(workload, args.adapter)
     report = profile.mac_count().for_schedule(schedule.compile(profile.components), profile.components)
     seeds = list(range(args.seed, args.seed + args.samples))
@@ -347,7 +440,11 @@ COMMANDS = {
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+    try:
+        args = _parser().parse_args(argv)
+    except UsageError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
     try:
         COMMANDS[args.command](args)
     except KeyboardInterrupt:
