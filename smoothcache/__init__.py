@@ -27,7 +27,9 @@ from smoothcache_core import (
     ErrorProfile,
     ForwardArgument,
     GenerationError,
+    GroupAdapter,
     MacReport,
+    ModelGroup,
     ModelAdapter,
     ProfileError,
     Schedule,
@@ -56,6 +58,7 @@ __all__ = [
     "GenerationError",
     "MacReport",
     "ModelAdapter",
+    "ModelGroup",
     "ProfileError",
     "Schedule",
     "ScheduleError",
@@ -77,18 +80,35 @@ def register_plugin(plugin: Any, name: str | None = None) -> None:
     registry().register(plugin, name)
 
 
+#: A pipeline's denoisers, in the order its generation uses them (Wan 2.2 A14B: high noise, then low).
+DENOISERS = ("transformer", "transformer_2")
+
+
+def _uncompiled(model: nn.Module) -> nn.Module:
+    """A ``torch.compile``-d module's original: gates go on its sub-modules and the compiled wrapper traces them."""
+    return getattr(model, "_orig_mod", model)
+
+
 def _as_model(model: Any) -> nn.Module:
-    """Accept a module, a ``torch.compile``-d module (its original: gates go on the original's
-    sub-modules and the compiled wrapper traces them), or a pipeline whose denoiser is ``pipe.transformer``."""
+    """Accept a module, a ``torch.compile``-d module, or a pipeline: its ``transformer``, or a
+    :class:`ModelGroup` of ``transformer`` and ``transformer_2`` when it has both."""
     if not isinstance(model, nn.Module):
+        denoisers = {name: getattr(model, name, None) for name in DENOISERS}
+        denoisers = {name: _uncompiled(module) for name, module in denoisers.items() if isinstance(module, nn.Module)}
+        if len(denoisers) > 1:
+            return ModelGroup(denoisers)
         model = getattr(model, "transformer", model)
     if isinstance(model, nn.Module):
-        return getattr(model, "_orig_mod", model)
+        return _uncompiled(model)
     raise WrapError(f"expected a torch.nn.Module (e.g. pipe.transformer), got {type(model).__name__}")
 
 
 def resolve_adapter(model: nn.Module, adapter: str | ModelAdapter | None) -> ModelAdapter:
-    """An adapter by name, an adapter instance, or auto-detection when ``None``; checked to fit the model."""
+    """An adapter by name, an adapter instance, or auto-detection when ``None``; checked to fit the model.
+
+    For a :class:`ModelGroup` each member gets its adapter (by the same name, or detected)."""
+    if isinstance(model, ModelGroup) and not isinstance(adapter, GroupAdapter):
+        return GroupAdapter({name: resolve_adapter(member, adapter) for name, member in model.members.items()})
     if adapter is None:
         return registry().detect(model)
     if isinstance(adapter, str):

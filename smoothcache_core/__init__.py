@@ -19,6 +19,7 @@ from .errors import (
     SmoothCacheError,
     WrapError,
 )
+from .group import GroupAdapter, ModelGroup
 from .macs import MacCount, MacReport, count_macs
 from .profile import ErrorProfile
 from .recorder import record
@@ -43,6 +44,8 @@ __all__ = [
     "Component",
     "ForwardArgument",
     "GenerationError",
+    "GroupAdapter",
+    "ModelGroup",
     "ModelAdapter",
     "Schedule",
     "ScheduleError",

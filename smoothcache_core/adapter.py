@@ -90,17 +90,28 @@ class Component(ComponentSpec):
 
     install: puts a gate on the call that produces the value (see :func:`install_on_forward`).
     module: the module whose forward is gated, when there is one (used for checks).
+    followers: modules whose outputs feed only this component's call, run before it in the same
+    evaluation (a parallel block's attention and MLP input projection, whose outputs are joined and
+    projected by the component). Where the component reuses, they are skipped too: they return
+    zeros of the shape they produced (never read), so the whole branch costs nothing.
     """
 
     install: Installer = field(compare=False, repr=False)
     module: nn.Module | None = field(default=None, compare=False, repr=False)
+    followers: tuple[nn.Module, ...] = field(default=(), compare=False, repr=False)
 
     @classmethod
     def of_module(
-        cls, module: nn.Module, *, key: str, kind: str, name: str, block_kind: str, index: int
+        cls, module: nn.Module, *, key: str, kind: str, name: str, block_kind: str, index: int,
+        followers: Sequence[nn.Module] = (),
     ) -> Component:
         """A component whose value is the output of ``module``'s forward."""
-        return cls(key, kind, name, block_kind, index, install_on_forward(module), module)
+        return cls(key, kind, name, block_kind, index, install_on_forward(module), module, tuple(followers))
+
+    @property
+    def modules(self) -> tuple[nn.Module, ...]:
+        """Every module this component gates: its own (if any) and its followers."""
+        return ((self.module,) if self.module is not None else ()) + self.followers
 
     @classmethod
     def of_blocks(cls, blocks: Iterable[nn.Module], parts: Sequence[tuple[str, str]], block_kind: str = "blocks") -> list[Component]:
@@ -115,15 +126,24 @@ class Component(ComponentSpec):
 
 
 def timestep_value(value: Any) -> float:
-    """The scalar timestep of one model evaluation (the first element when it is per-sample).
+    """The scalar step signal of one model evaluation's timestep argument.
 
+    A number, or a tensor (or list of tensors) holding one value, gives that value. Per-sample or
+    per-token timesteps that differ (conditioning frames kept at t=0 while the others denoise, or
+    frames at staggered noise levels in diffusion forcing) give their mean, which moves whenever
+    any of them moves: the first element, or the maximum, can stay put while the step changes.
     This is the only host read per model evaluation; gates never read tensors.
     """
+    if isinstance(value, (list, tuple)) and value and all(isinstance(v, torch.Tensor) for v in value):
+        value = torch.cat([v.detach().reshape(-1).float() for v in value])
     if isinstance(value, torch.Tensor):
         count = value.numel()
         if count == 0:
             raise AdapterError("the timestep tensor is empty; pass the current timestep to the model")
-        return float(value.item() if count == 1 else value.reshape(-1)[0].item())
+        if count == 1:
+            return float(value.item())
+        flat = value.detach().reshape(-1).float()
+        return float(torch.where(flat.min() == flat.max(), flat[0], flat.mean()).item())  # one read
     if isinstance(value, (int, float)) and not isinstance(value, bool):
         return float(value)
     raise AdapterError(

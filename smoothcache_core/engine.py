@@ -21,8 +21,9 @@ from typing import Any, Callable, Sequence
 import torch
 from torch import nn
 
-from .adapter import Component, GateFactory, ModelAdapter, Uninstall, timestep_value
+from .adapter import Component, GateFactory, ModelAdapter, Uninstall, install_on_forward, timestep_value
 from .errors import AdapterError, GenerationError, ScheduleError, WrapError
+from .group import ModelGroup
 from .macs import MacMeter
 from .schedule import CompiledSchedule, Schedule
 from .tracker import StepTracker
@@ -107,6 +108,26 @@ def _call_tensors(call: tuple[tuple, dict], timestep: Any) -> tuple[_Seen | None
 _FOREIGN_CACHE_HOOKS = ("first_block_cache", "faster_cache", "mag_cache", "pyramid_attention_broadcast", "taylorseer_cache", "sea_cache")
 
 
+def _structure(value: Any) -> Any:
+    """Shapes, dtypes and devices of an output (tensors, nested in tuples and lists), without data."""
+    if isinstance(value, torch.Tensor):
+        return (value.shape, value.dtype, value.device)
+    if isinstance(value, (tuple, list)):
+        return (type(value), tuple(_structure(item) for item in value))
+    return value
+
+
+def _stand_in(structure: Any) -> Any:
+    """Zeros of a recorded :func:`_structure`, as broadcast views of one element (no memory)."""
+    if isinstance(structure, tuple) and len(structure) == 3 and isinstance(structure[0], torch.Size):
+        shape, dtype, device = structure
+        return torch.zeros((), dtype=dtype, device=device).expand(shape)
+    if isinstance(structure, tuple) and len(structure) == 2 and isinstance(structure[0], type):
+        kind, items = structure
+        return kind(_stand_in(item) for item in items)
+    return structure
+
+
 def extrapolate(last: Any, before: Any, ratio: float) -> Any:
     """``last + ratio * (last - before)`` for every tensor of an output (tuples and lists element by
     element; anything else, or outputs that do not line up, is ``last`` as it is)."""
@@ -134,7 +155,8 @@ def check_components(model: nn.Module, adapter: ModelAdapter) -> list[Component]
     """The adapter's components for ``model``, checked before anything is installed."""
     if not isinstance(model, nn.Module):
         raise WrapError(f"expected a torch.nn.Module (e.g. pipe.transformer), got {type(model).__name__}")
-    if model in _ATTACHED_MODELS:
+    members = model.members.values() if isinstance(model, ModelGroup) else ()
+    if model in _ATTACHED_MODELS or any(member in _ATTACHED_MODELS for member in members):
         raise WrapError("this model is already wrapped by smoothcache; call unwrap() on its handle first")
     foreign = foreign_caches(model)
     if foreign:
@@ -156,9 +178,9 @@ def check_components(model: nn.Module, adapter: ModelAdapter) -> list[Component]
     duplicates = sorted({key for key in keys if keys.count(key) > 1})
     if duplicates:
         raise AdapterError(f"adapter {adapter.name!r} gave duplicate component keys {duplicates}")
-    modules = [c.module for c in components if c.module is not None]
+    modules = [module for c in components for module in c.modules]
     if len({id(m) for m in modules}) != len(modules):
-        raise AdapterError(f"adapter {adapter.name!r} lists one module as two components; each needs its own")
+        raise AdapterError(f"adapter {adapter.name!r} lists one module as two components (or as a follower too); each needs its own")
     if any(module in _GATED_MODULES for module in modules):
         raise WrapError("a component of this model is already wrapped (through another model); unwrap that first")
     return components
@@ -214,9 +236,16 @@ class Attachment:
         self._call_inputs: tuple[tuple, dict] | None = None
         #: Whether a pipeline's ``set_timesteps`` tells where generations start.
         self._starts_known = False
+        #: Calls of every component (and of every follower) in the current evaluation so far.
+        self._calls = [0] * len(self.components)
+        self._follower_calls: list[list[int]] = [[0] * len(c.followers) for c in self.components]
 
     def _gate_factory(self, index: int) -> GateFactory:
         raise NotImplementedError
+
+    def _follower_gate_factory(self, index: int, follower: int) -> GateFactory:
+        """The gate of a module that only feeds component ``index`` (see :class:`Component`)."""
+        return lambda original: original
 
     def _on_new_generation(self, previous_steps: int) -> None:
         """Called by the tracker when a generation starts (``previous_steps``: the last one's length)."""
@@ -252,6 +281,9 @@ class Attachment:
 
     def _observe(self, timestep: Any, batch: int | None) -> None:
         self.batch = batch
+        self._calls[:] = [0] * len(self._calls)
+        for follower_calls in self._follower_calls:
+            follower_calls[:] = [0] * len(follower_calls)
         if self._tracker.counting:
             self._tracker.count()
         else:
@@ -260,23 +292,34 @@ class Attachment:
     def _install(self) -> None:
         """Attach the step source and all gates; on any failure undo everything done so far."""
         try:
-            starting = self.model.register_forward_pre_hook(self._before_evaluation, with_kwargs=True)
-            self._uninstalls.append(starting.remove)
+            for root in self.roots:
+                starting = root.register_forward_pre_hook(self._before_evaluation, with_kwargs=True)
+                self._uninstalls.append(starting.remove)
             source = self.adapter.step_source(self.model)
             self._uninstalls.append(source.attach(self.model, self._observe))
-            finished = self.model.register_forward_hook(self._after_evaluation, always_call=True)
-            self._uninstalls.append(finished.remove)
-            self._uninstalls.append(_refuse_copies(self.model))
+            for root in self.roots:
+                finished = root.register_forward_hook(self._after_evaluation, always_call=True)
+                self._uninstalls.append(finished.remove)
+            for model in {id(m): m for m in (self.model, *self.roots)}.values():
+                self._uninstalls.append(_refuse_copies(model))
             for index, component in enumerate(self.components):
                 self._uninstalls.append(component.install(self._gate_factory(index)))
-                if component.module is not None:
-                    _GATED_MODULES.add(component.module)
-                    self._uninstalls.append(_refuse_copies(component.module))
+                for follower, module in enumerate(component.followers):
+                    self._uninstalls.append(install_on_forward(module)(self._follower_gate_factory(index, follower)))
+                for module in component.modules:
+                    _GATED_MODULES.add(module)
+                    self._uninstalls.append(_refuse_copies(module))
         except BaseException:
             self._uninstall_all()
             raise
-        _ATTACHED_MODELS[self.model] = self
+        for model in (self.model, *self.roots):
+            _ATTACHED_MODELS[model] = self
         self._active = True
+
+    @property
+    def roots(self) -> tuple[nn.Module, ...]:
+        """The modules whose calls are model evaluations: the model, or a group's members."""
+        return tuple(self.model.members.values()) if isinstance(self.model, ModelGroup) else (self.model,)
 
     def _uninstall_all(self) -> None:
         errors = []
@@ -286,8 +329,8 @@ class Attachment:
             except Exception as error:  # keep undoing the rest, report the first problem after
                 errors.append(error)
         for component in self.components:
-            if component.module is not None:
-                _GATED_MODULES.discard(component.module)
+            for module in component.modules:
+                _GATED_MODULES.discard(module)
         if errors:
             raise errors[0]
 
@@ -343,7 +386,8 @@ class Attachment:
         finally:
             self._release()
             self._active = False
-            _ATTACHED_MODELS.pop(self.model, None)
+            for model in (self.model, *self.roots):
+                _ATTACHED_MODELS.pop(model, None)
         return self.model
 
     def _release(self) -> None:
@@ -398,6 +442,10 @@ class CacheHandle(Attachment):
         self._owner: int | None = None  # the thread whose generation is in progress
         #: Component calls in progress (eager): non-zero at the next evaluation means one was interrupted.
         self._depth = [0]
+        #: Per component: the call slots whose followers had to compute, so the component computes too;
+        #: per follower, what it produced at the last compute (to stand in for it), and its calls.
+        self._forced: list[set[tuple[int, int]]] = [set() for _ in range(count)]
+        self._follower_shapes: list[dict[tuple, Any]] = [{} for _ in range(count)]
         #: Per branch of the current generation's first step: its latent and conditioning arguments.
         self._first_step_calls: list[tuple[_Seen | None, dict[Any, _Seen]] | None] = []
         #: Generations whose start the calls could not tell from another generation's end, and
@@ -542,7 +590,8 @@ class CacheHandle(Attachment):
         )
         if not same:
             for cache in self._caches:
-                cache.pop(branch, None)
+                for slot in [slot for slot in cache if slot[0] == branch]:
+                    del cache[slot]
             if not self._ambiguous_now:
                 self._ambiguous_now = True
                 self.ambiguous += 1
@@ -560,7 +609,12 @@ class CacheHandle(Attachment):
             cache.clear()
 
     def _gate_factory(self, index: int) -> GateFactory:
-        """Build the gate for component ``index``: all state it needs is bound once, here."""
+        """Build the gate for component ``index``: all state it needs is bound once, here.
+
+        A component called several times in one evaluation (one module serving the image and the
+        text stream, or feed-forward chunks) keeps one cached value per call: a value is addressed by
+        (branch, call ordinal).
+        """
         now, tracker = self._now, self._tracker
         compute_table = self._compiled.compute[index]
         cache = self._caches[index]
@@ -571,7 +625,7 @@ class CacheHandle(Attachment):
         key = self.components[index].key
         meter, counted = self._meter, self._counted
         depth = self._compiled.depth
-        running = self._depth
+        running, calls, forced = self._depth, self._calls, self._forced[index]
 
         def check_reusable(output: Any, version: int | None) -> None:
             if version is not None and _version_of(output) != version:
@@ -607,51 +661,88 @@ class CacheHandle(Attachment):
 
             def gate(*args: Any, **kwargs: Any) -> Any:
                 compute, keep, ratio = now[index]
-                branch = tracker.branch
+                ordinal = calls[index]
+                calls[index] = ordinal + 1
+                slot = (tracker.branch, ordinal)
                 # Compiled code must not read counters or versions (a compiled block would specialise
                 # on them): it only follows the decision; its counts are settled from the plan.
                 eager = not torch.compiler.is_compiling()
-                if eager and tracker.step >= 0:
-                    evaluation = tracker.evaluations
-                    if last_evaluation[index] == evaluation:
-                        raise GenerationError(
-                            f"component {key!r} ran twice in one model evaluation (feed-forward chunking or a "
-                            "shared module?); caching needs one call per evaluation: disable the chunking"
-                        )
-                    last_evaluation[index] = evaluation
+                if eager:
+                    last_evaluation[index] = tracker.evaluations
                 signature = _input_signature(args, kwargs)
-                # cache[branch]: the last ``depth`` computed (signature, output, version), oldest first
+                # cache[slot]: the last ``depth`` computed (signature, output, version), oldest first
                 if not compute:
-                    entries = cache.get(branch)
-                    if entries and entries[-1][0] == signature:
+                    entries = cache.get(slot)
+                    if entries and entries[-1][0] == signature and slot not in forced:
                         if eager:
                             for _, value, version in entries:
                                 check_reusable(value, version)
                             reused[index] += 1
                             skipped[index] += macs.get(signature, 0)
                         if not keep:
-                            del cache[branch]
+                            del cache[slot]
                         output = entries[-1][1]
                         if ratio is not None and len(entries) == 2 and entries[0][0] == signature:
                             output = extrapolate(output, entries[0][1], ratio)
                         return output
                     if eager:
                         refreshed[index] += 1
-                    cache.pop(branch, None)  # a refresh starts the line anew
+                    forced.discard(slot)
+                    cache.pop(slot, None)  # a refresh starts the line anew
                 if eager:
                     computed[index] += 1
                     running[0] += 1
                 if not keep:
-                    cache.pop(branch, None)
+                    cache.pop(slot, None)
                 output = counted(original, args, kwargs, macs, signature, keep)
                 if eager:
                     running[0] -= 1  # not reached when the call raised: the next evaluation sees it
                 if keep:
                     entry = (signature, output, _version_of(output) if eager else None)
-                    cache[branch] = (cache.get(branch, ()) + (entry,))[-depth:]
+                    cache[slot] = (cache.get(slot, ()) + (entry,))[-depth:]
                 return output
 
             return gate
+
+        return make_gate
+
+    def _follower_gate_factory(self, index: int, follower: int) -> GateFactory:
+        """The gate of a module whose output only feeds component ``index`` (a parallel block's
+        attention and MLP input projection feed its output projection).
+
+        Where the component will reuse, the follower returns zeros of the shape it produced when
+        the component last computed (a broadcast view: no memory, no work) and its MACs count as
+        skipped; where it cannot be sure the component reuses (no cached value, another input
+        shape), it computes and makes the component compute too.
+        """
+        now, tracker, cache = self._now, self._tracker, self._caches[index]
+        compute_table = self._compiled.compute[index]
+        measured = _MEASURED_MACS[self.model].setdefault(f"{self.components[index].key}#follower{follower}", {})
+        skipped, counted = self._counters.macs_skipped, self._counted
+        calls, forced, shapes = self._follower_calls[index], self._forced[index], self._follower_shapes[index]
+
+        def make_gate(original: Callable[..., Any]) -> Callable[..., Any]:
+            if compute_table is None:
+                return original
+
+            def follower_gate(*args: Any, **kwargs: Any) -> Any:
+                compute = now[index][0]
+                ordinal = calls[follower]
+                calls[follower] = ordinal + 1
+                slot = (tracker.branch, ordinal)
+                signature = _input_signature(args, kwargs)
+                if not compute:
+                    seen = shapes.get((follower, slot))
+                    if seen is not None and seen[0] == signature and slot in cache and slot not in forced:
+                        if not torch.compiler.is_compiling():
+                            skipped[index] += measured.get(signature, 0)
+                        return _stand_in(seen[1])
+                    forced.add(slot)
+                output = counted(original, args, kwargs, measured, signature, True)
+                shapes[(follower, slot)] = (signature, _structure(output))
+                return output
+
+            return follower_gate
 
         return make_gate
 
@@ -727,6 +818,9 @@ class CacheHandle(Attachment):
         self._owner = None
         self._depth[0] = 0
         self._first_step_calls.clear()
+        for forced, shapes in zip(self._forced, self._follower_shapes):
+            forced.clear()
+            shapes.clear()
 
     def __enter__(self) -> CacheHandle:
         return self

@@ -7,6 +7,7 @@ are counted too). On the meta device this is free even for DiT-XL/2. One MAC = t
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any, Callable, Mapping, Sequence
 
@@ -14,7 +15,7 @@ import torch
 from torch.utils import flop_counter as torch_flop_counter
 from torch.utils.flop_counter import FlopCounterMode
 
-from .adapter import Component, GateFactory
+from .adapter import Component, GateFactory, install_on_forward
 from .schedule import CompiledSchedule
 
 
@@ -22,11 +23,26 @@ def _attention_flops(query_shape, key_shape, value_shape, *args: Any, out_shape:
     return torch_flop_counter.sdpa_flop_count(query_shape, key_shape, value_shape)
 
 
+class _NoModules:
+    """Stands in for FlopCounterMode's module tracker: we need totals only, and the tracker's hooks
+    fail on models that pass a parameter as a module input (``register_multi_grad_hook``)."""
+
+    parents = ("Global",)
+
+    def __enter__(self) -> _NoModules:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        return None
+
+
 def flop_counter() -> FlopCounterMode:
-    """A silent flop counter that also counts the CPU flash-attention kernel, as on CUDA."""
+    """A silent flop counter of totals that also counts the CPU flash-attention kernel, as on CUDA."""
     cpu_attention = getattr(torch.ops.aten, "_scaled_dot_product_flash_attention_for_cpu", None)
     custom = {cpu_attention: _attention_flops} if cpu_attention is not None else {}
-    return FlopCounterMode(display=False, custom_mapping=custom)
+    counter = FlopCounterMode(display=False, custom_mapping=custom)
+    counter.mod_tracker = _NoModules()
+    return counter
 
 
 @dataclass(frozen=True)
@@ -83,6 +99,33 @@ class MacReport:
         }
 
 
+def _count_flex_attention_outside(counter: FlopCounterMode) -> Callable[[], None]:
+    """While ``counter`` counts, run flex attention outside it and count its two matmuls from the
+    shapes: eager flex attention cannot run under torch's flop counter (its internal compile fails,
+    and keeps failing afterwards). Returns how to undo this."""
+    try:
+        import torch.nn.attention.flex_attention as flex_module
+        from torch.utils._python_dispatch import _disable_current_modes
+    except ImportError:
+        return lambda: None
+    original = flex_module.flex_attention
+
+    def counted_flex_attention(query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, *args: Any, **kwargs: Any) -> Any:
+        with _disable_current_modes():
+            output = original(query, key, value, *args, **kwargs)
+        *batch, queries, _ = query.shape
+        keys, width = key.shape[-2], value.shape[-1]
+        counter.flop_counts["Global"][original] += 2 * 2 * math.prod(batch) * queries * keys * width
+        return output
+
+    flex_module.flex_attention = counted_flex_attention
+
+    def restore() -> None:
+        flex_module.flex_attention = original
+
+    return restore
+
+
 class MacMeter:
     """Attributes the flops of a counted stretch to components.
 
@@ -94,6 +137,7 @@ class MacMeter:
     def __init__(self) -> None:
         self.counter: FlopCounterMode | None = None
         self._claimed = 0
+        self._restore_flex: Callable[[], None] = lambda: None
 
     @property
     def active(self) -> bool:
@@ -103,6 +147,7 @@ class MacMeter:
         if self.counter is None and not torch.compiler.is_compiling():
             self.counter = flop_counter()
             self._claimed = 0
+            self._restore_flex = _count_flex_attention_outside(self.counter)
             self.counter.__enter__()
 
     def stop(self) -> int:
@@ -111,6 +156,7 @@ class MacMeter:
         if counter is None:
             return 0
         counter.__exit__(None, None, None)
+        self._restore_flex()
         return counter.get_total_flops() // 2
 
     def run(self, call: Callable[[], Any]) -> tuple[Any, int]:
@@ -145,6 +191,7 @@ def count_macs(components: Sequence[Component], evaluate: Callable[[], Any]) -> 
     try:
         for component in components:
             uninstalls.append(component.install(counting(component.key)))
+            uninstalls += [install_on_forward(module)(counting(component.key)) for module in component.followers]
         meter.start()
         try:
             evaluate()

@@ -49,8 +49,8 @@ class Recorder(Attachment):
         self.lookahead = lookahead
         self._on_evaluation = on_evaluation
         count = len(self.components)
-        #: Per component and branch: the last ``k`` (step, per-sample view, output, version).
-        self._history: list[dict[int, deque]] = [{} for _ in range(count)]
+        #: Per component and (branch, call ordinal): the last ``k`` (step, per-sample view, output, version).
+        self._history: list[dict[tuple[int, int], deque]] = [{} for _ in range(count)]
         self._buffers: dict[tuple, torch.Tensor] = {}
         self._capacity = 0
         self._moments: torch.Tensor | None = None  # [sum, sum of squares] x components x lags x steps
@@ -60,7 +60,6 @@ class Recorder(Attachment):
         self._meter = MacMeter()
         self._component_macs = [0] * count
         self._evaluation_macs = 0
-        self._last_evaluation = [0] * count
 
     # -- tracking -------------------------------------------------------------------------------
     def _observe(self, timestep: Any, batch: int | None) -> None:
@@ -91,31 +90,35 @@ class Recorder(Attachment):
         self._buffers.clear()
 
     # -- recording ------------------------------------------------------------------------------
+    def _measured(self, index: int, original: Callable[..., Any], args: tuple, kwargs: dict) -> Any:
+        """Call ``original``; during the first evaluation its MACs add to component ``index``'s."""
+        if not self._meter.active:
+            return original(*args, **kwargs)
+        output, macs = self._meter.run(lambda: original(*args, **kwargs))
+        self._component_macs[index] += macs
+        return output
+
     def _gate_factory(self, index: int) -> GateFactory:
-        tracker = self._tracker
-        key = self.components[index].key
-        last_evaluation = self._last_evaluation
+        """Record every call; a component called several times per evaluation (one module for two
+        streams, chunks) is compared call by call, each call ordinal like a branch of its own."""
+        tracker, calls = self._tracker, self._calls
 
         def make_gate(original: Callable[..., Any]) -> Callable[..., Any]:
             def gate(*args: Any, **kwargs: Any) -> Any:
-                if self._meter.active:
-                    output, self._component_macs[index] = self._meter.run(lambda: original(*args, **kwargs))
-                else:
-                    output = original(*args, **kwargs)
-                step = tracker.step
-                if step >= 0:
-                    if last_evaluation[index] == tracker.evaluations:
-                        raise CalibrationError(
-                            f"component {key!r} ran twice in one model evaluation (feed-forward chunking or "
-                            "a shared module?); calibration needs one call per evaluation"
-                        )
-                    last_evaluation[index] = tracker.evaluations
-                    self._record(index, tracker.branch, step, output)
+                output = self._measured(index, original, args, kwargs)
+                ordinal = calls[index]
+                calls[index] = ordinal + 1
+                if tracker.step >= 0:
+                    self._record(index, (tracker.branch, ordinal), tracker.step, output)
                 return output
 
             return gate
 
         return make_gate
+
+    def _follower_gate_factory(self, index: int, follower: int) -> GateFactory:
+        """Followers run as they are; their MACs belong to the component they feed."""
+        return lambda original: lambda *args, **kwargs: self._measured(index, original, args, kwargs)
 
     def _ensure_capacity(self, step: int, device: torch.device) -> None:
         if self._moments is None:
@@ -129,7 +132,7 @@ class Recorder(Attachment):
         self._counts = np.pad(self._counts, ((0, 0), (0, 0), (0, grow)))
         self._capacity += grow
 
-    def _record(self, index: int, branch: int, step: int, output: Any) -> None:
+    def _record(self, index: int, slot: tuple[int, int], step: int, output: Any) -> None:
         """Errors of this output against the last ``k`` outputs of the same component and branch.
 
         The last ``k`` outputs are held by reference (no copy; an in-place edit of one by the model
@@ -147,7 +150,7 @@ class Recorder(Attachment):
         scratch = self._scratch(current)
         norms = torch.abs(current, out=scratch).sum(dim=1)
         self._norms[index, step] += norms.sum()
-        history = self._history[index].setdefault(branch, deque())
+        history = self._history[index].setdefault(slot, deque())
         differences = []
         for earlier_step, earlier, source, version in reversed(history):
             if step - earlier_step != len(differences) + 1 or earlier.shape != current.shape:
