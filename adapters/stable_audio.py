@@ -1,6 +1,7 @@
-"""Stable Audio Open: diffusers ``StableAudioDiTModel`` and stable-audio-tools ``DiffusionTransformer``.
+"""Stable Audio: diffusers ``StableAudioDiTModel`` (Open 1.0), ``StableAudio3DiTModel`` (Stable Audio 3)
+and stable-audio-tools ``DiffusionTransformer``.
 
-Both cache self-attention, cross-attention and the feed-forward of every block, as the paper does.
+All cache self-attention, cross-attention and the feed-forward of every block, as the paper does.
 
 - diffusers: ``transformer_blocks[i]`` with ``attn1``, ``attn2``, ``ff``; plain pre-norm residuals
   (``h = attn1(norm1(h)) + h``). ``StableAudioPipeline`` passes the timestep positionally with
@@ -14,6 +15,10 @@ Both cache self-attention, cross-attention and the feed-forward of every block, 
   ``timestep_features(t[:, None])``. The model may be wrapped as is or inside its wrappers
   (``DiTWrapper``, ``ConditionedDiffusionModelWrapper``).
 
+- Stable Audio 3: ``transformer_blocks[i]`` with ``self_attn``, ``cross_attn``, ``ff`` (gated by
+  ``sigmoid(1 - gate)`` after the module), found by structure; its timestep (a sigma in [0, 1]) is
+  the root's ``timestep`` argument.
+
 Only these exact attributes are cached: never ``ff.ff`` (the Sequential inside stable-audio-tools'
 ``FeedForward``), ``ff.net`` or any embedder MLP.
 """
@@ -25,12 +30,18 @@ from torch import nn
 from smoothcache.plugins import hookimpl
 from smoothcache_core import Component, ForwardArgument, StepSource, class_names
 
+from .structure import discover_components
+
 _DIFFUSERS_PARTS = (("attn1", "self_attn"), ("attn2", "cross_attn"), ("ff", "ffn"))
 _TOOLS_PARTS = (("self_attn", "self_attn"), ("cross_attn", "cross_attn"), ("ff", "ffn"))
 
 
 def _is_diffusers_stable_audio(model: nn.Module) -> bool:
     return "StableAudioDiTModel" in class_names(model)
+
+
+def _is_stable_audio3(model: nn.Module) -> bool:
+    return "StableAudio3DiTModel" in class_names(model)
 
 
 def _is_tools_transformer(module: nn.Module) -> bool:
@@ -60,16 +71,18 @@ class StableAudioAdapter:
     name = "stable-audio"
 
     def matches(self, model: nn.Module) -> bool:
-        return _is_diffusers_stable_audio(model) or _tools_transformer_path(model) is not None
+        return _is_diffusers_stable_audio(model) or _is_stable_audio3(model) or _tools_transformer_path(model) is not None
 
     def components(self, model: nn.Module) -> list[Component]:
         if _is_diffusers_stable_audio(model):
             return Component.of_blocks(model.transformer_blocks, _DIFFUSERS_PARTS)
+        if _is_stable_audio3(model):
+            return discover_components(model)
         inner = model.get_submodule(_tools_transformer_path(model))
         return Component.of_blocks(inner.transformer.layers, _TOOLS_PARTS)
 
     def step_source(self, model: nn.Module) -> StepSource:
-        if _is_diffusers_stable_audio(model):
+        if _is_diffusers_stable_audio(model) or _is_stable_audio3(model):
             return ForwardArgument("timestep", 1)
         path = _tools_transformer_path(model)
         return ForwardArgument("t", 0, module_path=f"{path}.timestep_features" if path else "timestep_features")

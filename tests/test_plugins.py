@@ -87,8 +87,11 @@ def test_builtin_adapters_register_through_entry_points_like_any_plugin():
     from importlib import metadata
 
     ours = [ep for ep in metadata.entry_points(group="smoothcache.adapters") if ep.dist and ep.dist.name == "smoothcache"]
-    assert {ep.name for ep in ours} >= {"dit"}
-    assert set(smoothcache.adapters()) >= {ep.name for ep in ours}
+    assert {ep.name for ep in ours} >= {"dit", "stable-audio", "opensora", "families"}
+    sources = {entry.adapter.name: entry.source for entry in smoothcache.plugins.registry().entries()}
+    for entry_point in ours:
+        provided = {adapter.name for adapter in entry_point.load().smoothcache_adapters()}
+        assert provided and all(sources[name] == "built-in" for name in provided), entry_point.name
 
 
 def test_runtime_registration_and_bad_plugins_are_reported_by_name():
