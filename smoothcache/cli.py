@@ -253,7 +253,7 @@ def _print_table(headers: list[str], rows: list[list[Any]]) -> None:
 
 def _measure_profile(workload: Workload, adapter: str | None) -> ErrorProfile:
     """A 2-step calibration: enough for MAC counts of every component and of one evaluation."""
-    return smoothcache.calibrate(workload.model, lambda: workload.generate(0, 2), adapter=adapter, lookahead=1)
+    return smoothcache.calibrate(workload.target, lambda: workload.generate(0, 2), adapter=adapter, lookahead=1)
 
 
 # -- commands -----------------------------------------------------------------------------------
@@ -310,13 +310,13 @@ def cmd_calibrate(args: argparse.Namespace) -> None:
                 bar.set_postfix(sample=f"{seed + 1}/{args.samples}")
                 workload.generate(seed, steps)
 
-        profile = smoothcache.calibrate(workload.model, run, adapter=adapter, lookahead=args.lookahead, solver=workload.solver, on_evaluation=bar.update)
+        profile = smoothcache.calibrate(workload.target, run, adapter=adapter, lookahead=args.lookahead, solver=workload.solver, on_evaluation=bar.update)
     if args.probes:
         probes = None if args.probes >= profile.steps - 2 else args.probes
         total = len(probe_runs(profile.steps, probes, args.run_lengths))
         with tqdm(total=total, desc="probing", unit="generation", file=sys.stderr) as bar:
             profile = smoothcache.probe(
-                workload.model, profile, lambda: workload.generate(0, steps), adapter=adapter, probes=probes, on_probe=bar.update,
+                workload.target, profile, lambda: workload.generate(0, steps), adapter=adapter, probes=probes, on_probe=bar.update,
                 run_lengths=args.run_lengths, fill=args.fill,
             )
     profile.save(args.output)
@@ -368,7 +368,7 @@ def cmd_generate(args: argparse.Namespace) -> None:
     workload = _workload(args)
     written = []
     start = time.perf_counter()
-    with smoothcache.wrap(workload.model, adapter=args.adapter, schedule=schedule) as handle:
+    with smoothcache.wrap(workload.target, adapter=args.adapter, schedule=schedule) as handle:
         for seed in range(args.seed, args.seed + args.samples):
             output = to_unit_range(workload.generate(seed, steps).float().cpu(), workload.data_range)
             written += write_outputs(output, workload.modality, args.output, f"sample-{seed}", workload.sample_rate)
@@ -387,11 +387,11 @@ def cmd_compare(args: argparse.Namespace) -> None:
     profile = _measure_profile(workload, args.adapter)
     report = profile.mac_count().for_schedule(schedule.compile(profile.components), profile.components)
     seeds = list(range(args.seed, args.seed + args.samples))
-    handle = smoothcache.wrap(workload.model, adapter=args.adapter, schedule=schedule)
+    handle = smoothcache.wrap(workload.target, adapter=args.adapter, schedule=schedule)
     handle.unwrap()  # validated once; each timed run wraps and unwraps like a user would
 
     def cached(seed: int) -> torch.Tensor:
-        with smoothcache.wrap(workload.model, adapter=args.adapter, schedule=schedule):
+        with smoothcache.wrap(workload.target, adapter=args.adapter, schedule=schedule):
             return workload.generate(seed, steps)
 
     cached(seeds[0])  # warm-up of both paths

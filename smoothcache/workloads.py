@@ -55,6 +55,12 @@ class Workload:
     #: The diffusers pipeline behind it, if any (moved to ``--device`` by the CLI).
     pipeline: Any = field(default=None, repr=False)
 
+    @property
+    def target(self) -> Any:
+        """What to wrap, calibrate and probe: the pipeline when there is one (its calls start
+        generations, and a two-expert pipeline's experts share one schedule), else the model."""
+        return self.model if self.pipeline is None else self.pipeline
+
 
 def _pipeline_solver_switch(pipe: Any) -> Callable[[str], str]:
     def set_solver(name: str) -> str:
@@ -138,8 +144,10 @@ def from_pipeline(pipe: Any, prompt: str | None = None, labels: list[int] | None
 
     What to pass is read from the pipeline's ``__call__`` signature (see :func:`_call_kwargs`); the
     pipeline's own defaults apply otherwise, its default step count included. A two-expert Wan 2.2
-    pipeline's workload model is ``transformer`` (the high-noise expert).
+    pipeline's workload model is the :class:`~smoothcache.ModelGroup` of both experts.
     """
+    from smoothcache import _as_model
+
     transformer = getattr(pipe, "transformer", None)
     if not isinstance(transformer, nn.Module):
         raise WorkloadError(f"{type(pipe).__name__} has no transformer; smoothcache accelerates DiT pipelines")
@@ -170,7 +178,7 @@ def from_pipeline(pipe: Any, prompt: str | None = None, labels: list[int] | None
         sampling_rate = getattr(getattr(pipe, "vae", None), "config", {}).get("sampling_rate") if modality == "audio" else None
         rate = int(sampling_rate) if sampling_rate else None
     return Workload(
-        transformer, generate, modality, default_steps=default_steps, solver=type(pipe.scheduler).__name__,
+        _as_model(pipe), generate, modality, default_steps=default_steps, solver=type(pipe.scheduler).__name__,
         sample_rate=rate, description=kind, set_solver=_pipeline_solver_switch(pipe), pipeline=pipe,
     )
 

@@ -94,11 +94,14 @@ class Component(ComponentSpec):
     evaluation (a parallel block's attention and MLP input projection, whose outputs are joined and
     projected by the component). Where the component reuses, they are skipped too: they return
     zeros of the shape they produced (never read), so the whole branch costs nothing.
+    alternates: modules of other denoisers that produce this same value at the steps they run
+    instead (a two-expert pipeline's second transformer); ``install`` gates them too.
     """
 
     install: Installer = field(compare=False, repr=False)
     module: nn.Module | None = field(default=None, compare=False, repr=False)
     followers: tuple[nn.Module, ...] = field(default=(), compare=False, repr=False)
+    alternates: tuple[nn.Module, ...] = field(default=(), compare=False, repr=False)
 
     @classmethod
     def of_module(
@@ -110,8 +113,8 @@ class Component(ComponentSpec):
 
     @property
     def modules(self) -> tuple[nn.Module, ...]:
-        """Every module this component gates: its own (if any) and its followers."""
-        return ((self.module,) if self.module is not None else ()) + self.followers
+        """Every module this component gates: its own (if any), its alternates and its followers."""
+        return ((self.module,) if self.module is not None else ()) + self.alternates + self.followers
 
     @classmethod
     def of_blocks(cls, blocks: Iterable[nn.Module], parts: Sequence[tuple[str, str]], block_kind: str = "blocks") -> list[Component]:
@@ -214,7 +217,11 @@ class StepSource(Protocol):
 
 @runtime_checkable
 class ModelAdapter(Protocol):
-    """What a model family supplies. Register instances through the ``smoothcache_adapters`` hook."""
+    """What a model family supplies. Register instances through the ``smoothcache_adapters`` hook.
+
+    An adapter may also set ``fallback = True``: auto-detection then chooses it only when no other
+    adapter matches (a generic adapter for a whole library of models).
+    """
 
     #: Registered name, e.g. ``"dit"``.
     name: str

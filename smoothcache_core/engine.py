@@ -11,6 +11,7 @@ reads a tensor: the only host read per model evaluation is the step source's tim
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import logging
 import threading
@@ -362,6 +363,7 @@ class Attachment:
         original = getattr(owner, method)
         had_own = method in vars(owner)
 
+        @functools.wraps(original)  # pipelines read its signature (Flux: does set_timesteps take sigmas?)
         def starting(*args: Any, **kwargs: Any) -> Any:
             self._pipeline_starts_generation()
             return original(*args, **kwargs)

@@ -3,19 +3,39 @@
 Wan 2.2 A14B runs ``transformer`` for the high-noise steps and ``transformer_2`` for the low-noise
 ones. Wrapped as a :class:`ModelGroup`, both feed one step tracker, so a schedule (and a calibration
 profile) spans the whole generation: its step ``i`` is the ``i``-th model evaluation, whichever
-member ran it. Component keys carry the member's name (``transformer_2.blocks.3.attn1``), so each
-member keeps its own cached values.
+member ran it. The members share one architecture, so each component (``blocks.3.attn1``) is one
+value of the generation, produced by whichever member runs the step: reusing it at the first step of
+``transformer_2`` returns what ``transformer`` computed last, and calibration measures exactly that
+change, so a schedule computes there when the experts disagree. MACs per step are those of one member's evaluation.
 """
 
 from __future__ import annotations
 
-from dataclasses import replace
-from typing import Any, Mapping
+import functools
+from typing import Any, Callable, Mapping, Sequence
 
 from torch import nn
 
-from .adapter import Component, ModelAdapter, Observer, StepSource, Uninstall
+from .adapter import Component, GateFactory, ModelAdapter, Observer, StepSource, Uninstall
 from .errors import AdapterError
+
+
+def _all_or_nothing(installs: Sequence[Callable[[], Uninstall]]) -> Uninstall:
+    """Run every installation; if one fails, undo those done and re-raise. Returns the undo of all."""
+    undo: list[Uninstall] = []
+    try:
+        for install in installs:
+            undo.append(install())
+    except BaseException:
+        for step in reversed(undo):
+            step()
+        raise
+
+    def uninstall() -> None:
+        for step in reversed(undo):
+            step()
+
+    return uninstall
 
 
 class ModelGroup(nn.Module):
@@ -43,24 +63,11 @@ class _GroupSource:
         self.sources = sources
 
     def attach(self, model: nn.Module, observe: Observer) -> Uninstall:
-        detach = []
-        try:
-            for member, source in self.sources.values():
-                detach.append(source.attach(member, observe))
-        except BaseException:
-            for undo in reversed(detach):
-                undo()
-            raise
-
-        def detach_all() -> None:
-            for undo in reversed(detach):
-                undo()
-
-        return detach_all
+        return _all_or_nothing([functools.partial(source.attach, member, observe) for member, source in self.sources.values()])
 
 
 class GroupAdapter:
-    """The members' adapters as one: components prefixed by member name, one step source each."""
+    """The members' adapters as one: each component shared by the members, one step source each."""
 
     def __init__(self, adapters: Mapping[str, ModelAdapter]) -> None:
         self.adapters = dict(adapters)
@@ -79,13 +86,32 @@ class GroupAdapter:
         )
 
     def components(self, model: nn.Module) -> list[Component]:
-        return [
-            replace(component, key=f"{name}.{component.key}", block_kind=f"{name}.{component.block_kind}")
-            for name, adapter in self.adapters.items()
-            for component in adapter.components(self._member(model, name))
-        ]
+        """One component per key, gating that key's module in every member."""
+        lists = {name: adapter.components(self._member(model, name)) for name, adapter in self.adapters.items()}
+        shapes = {name: [(c.key, c.kind) for c in components] for name, components in lists.items()}
+        first, *others = lists
+        for other in others:
+            if shapes[other] != shapes[first]:
+                raise AdapterError(
+                    f"the denoisers {first!r} and {other!r} have different cacheable components; one schedule "
+                    "cannot serve both: wrap each one on its own (smoothcache.wrap(pipe.transformer) and "
+                    "smoothcache.wrap(pipe.transformer_2)) with a schedule each"
+                )
+        return [_shared(same) for same in zip(*lists.values())]
 
     def step_source(self, model: nn.Module) -> StepSource:
         return _GroupSource(
             {name: (self._member(model, name), adapter.step_source(self._member(model, name))) for name, adapter in self.adapters.items()}
         )
+
+
+def _shared(same: tuple[Component, ...]) -> Component:
+    """The component of the first member, gating its twins in the other members as well."""
+    first = same[0]
+
+    def install(make_gate: GateFactory) -> Uninstall:
+        return _all_or_nothing([functools.partial(component.install, make_gate) for component in same])
+
+    alternates = tuple(module for component in same[1:] for module in (component.module,) if module is not None)
+    followers = tuple(module for component in same for module in component.followers)
+    return Component(first.key, first.kind, first.name, first.block_kind, first.index, install, first.module, followers, alternates)
