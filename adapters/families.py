@@ -4,7 +4,7 @@ Each row names a family as users know it, the diffusers classes it covers and th
 block stacks, components and timestep argument are found by structure
 (:mod:`smoothcache.adapters.structure`), so a row states only what structure cannot tell. The
 ``diffusers`` adapter at the end serves any other diffusers transformer whose structure is found,
-and is chosen only when no family claims the model.
+and is chosen only when no other adapter matches the model.
 
 Families with their own file: ``dit`` (also facebookresearch DiT), ``stable-audio`` (also
 stable-audio-tools and Stable Audio 3), ``opensora`` (re-implementations).
@@ -86,22 +86,16 @@ FAMILIES: tuple[StructuralAdapter, ...] = (
     _family("proteina", "RFdiffusion-4 Proteina", "other", "RFD4ProteinaTransformer"),
 )
 
-#: Classes served by a family row or by the adapters in their own files.
-CLAIMED = frozenset(
-    {name for row in FAMILIES for name in row.classes}
-    | {"DiTTransformer2DModel", "StableAudioDiTModel", "StableAudio3DiTModel", "STDiT3", "MMDiTModel"}
-)
-
-
 class DiffusersAdapter(StructuralAdapter):
     """Adapter ``diffusers``: any diffusers model with a timestep argument whose block stacks and
-    components are found by structure, when no family claims its class (a class newer than this table)."""
+    components are found by structure (a class newer than this table). A fallback: detection chooses
+    it only when no family's (or a third party's) adapter matches."""
+
+    fallback = True
 
     def matches(self, model: nn.Module) -> bool:
-        names = class_names(model)
         return (
-            "ModelMixin" in names
-            and not names & CLAIMED
+            "ModelMixin" in class_names(model)
             and timestep_argument(model) is not None
             and bool(discover_components(model))
         )

@@ -210,7 +210,10 @@ class AdapterRegistry:
         return self._adapters[name].adapter
 
     def detect(self, model: nn.Module) -> ModelAdapter:
-        """The one adapter whose ``matches`` accepts ``model``; an error if none or several do."""
+        """The one adapter whose ``matches`` accepts ``model``; an error if none or several do.
+
+        An adapter with ``fallback = True`` (the generic ``diffusers`` one) is chosen only when no
+        other adapter matches, so a family's or a third party's adapter always wins over it."""
         self._ensure_loaded()
         matching: dict[str, ModelAdapter] = {}
         for name in sorted(self._adapters):
@@ -220,6 +223,8 @@ class AdapterRegistry:
                     matching[name] = adapter
             except Exception:  # matches() must not raise; treat a failing one as "no match"
                 logger.debug("adapter %s raised in matches()", name, exc_info=True)
+        specific = {name: adapter for name, adapter in matching.items() if getattr(adapter, "fallback", False) is not True}
+        matching = specific or matching
         if len(matching) == 1:
             return next(iter(matching.values()))
         if not matching:

@@ -276,3 +276,40 @@ def test_the_adapters_command_lists_the_good_adapters_and_prints_the_problems(ba
     problems = err.strip().splitlines()
     assert len(problems) == 3 and all(line.startswith("warning: plugin '") for line in problems), err
     assert "'a-int'" in problems[0] and "generator broke part-way" in problems[1] and "name is broken" in problems[2]
+
+
+def test_the_generic_diffusers_adapter_serves_a_new_model_and_yields_to_any_other_match():
+    """A diffusers model no family knows is served by the ``diffusers`` fallback, found by structure;
+    an adapter registered for it (a third party's) is chosen over the fallback."""
+    from diffusers import ModelMixin
+    from diffusers.models.attention import BasicTransformerBlock
+
+    class NewDenoiser(ModelMixin):
+        def __init__(self) -> None:
+            super().__init__()
+            self.transformer_blocks = torch.nn.ModuleList(BasicTransformerBlock(16, 2, 8) for _ in range(2))
+
+        def forward(self, hidden_states: torch.Tensor, timestep: torch.Tensor) -> torch.Tensor:
+            for block in self.transformer_blocks:
+                hidden_states = block(hidden_states)
+            return hidden_states
+
+    torch.manual_seed(0)
+    model = NewDenoiser().eval()
+    sample = torch.randn(1, 4, 16)
+    assert smoothcache.resolve_adapter(model, None).name == "diffusers"
+    with smoothcache.wrap(model, schedule={"attn1": [1, 0], "ff": [1, 0]}) as handle, torch.no_grad():
+        for t in (900.0, 800.0):
+            model(sample, torch.tensor([t]))
+        assert [c.key for c in handle.components] == [
+            f"transformer_blocks.{i}.{name}" for i in range(2) for name in ("attn1", "ff")
+        ]
+        assert handle.stats()["reused"] == 4
+
+    class Theirs(NamedAdapter):
+        def matches(self, model) -> bool:
+            return isinstance(model, NewDenoiser)
+
+    registry = AdapterRegistry()
+    registry.register(HookReturning([Theirs("theirs")]), name="third-party")
+    assert registry.detect(model).name == "theirs"
