@@ -71,6 +71,31 @@ def test_skipping_schedule_reuses_as_scheduled(dit_pipe):
     assert torch.equal(generate(dit_pipe, 0), reference)
 
 
+def test_feed_forward_chunking_is_cached_call_by_call(dit_pipe):
+    """With feed-forward chunking every block calls ``ff`` once per chunk of tokens; each call
+    has its own cache slot, so the cached output equals the unchunked cached output."""
+    transformer = dit_pipe.transformer
+    schedule = {"attn1": ATTN, "ff": FF}
+    reference = generate(dit_pipe, 0)
+    with smoothcache.wrap(transformer, schedule=schedule):
+        unchunked = generate(dit_pipe, 0)
+    tokens = (transformer.config.sample_size // transformer.config.patch_size) ** 2
+    chunks = tokens // 4
+    for block in transformer.transformer_blocks:
+        block.set_chunk_feed_forward(4, dim=1)
+    try:
+        assert torch.allclose(generate(dit_pipe, 0), reference, atol=1e-5)
+        with smoothcache.wrap(transformer, schedule=schedule) as handle:
+            chunked = generate(dit_pipe, 0)
+            stats = handle.stats()
+    finally:
+        for block in transformer.transformer_blocks:
+            block.set_chunk_feed_forward(None)
+    assert stats["by_kind"]["ffn"]["reused"] == chunks * zeros(FF) * LAYERS
+    assert stats["by_kind"]["ffn"]["computed"] == chunks * sum(FF) * LAYERS
+    assert torch.allclose(chunked, unchunked, atol=1e-5) and not torch.allclose(chunked, reference, atol=1e-3)
+
+
 def test_original_smoothcache_file_loads_unchanged(dit_pipe):
     path = REFERENCE_SCHEDULES / "diffuser_schedule.json"
     table = json.loads(path.read_text())["attn1"]
