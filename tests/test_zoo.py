@@ -5,8 +5,8 @@ bit-identical to the unwrapped model; a calibrated schedule reuses, skips measur
 finite, changed output; unwrap restores the model exactly; and one block per family compiles with
 ``fullgraph=True``. A class without a case, or a case without an adapter or a stated reason, fails.
 
-With ``SMOOTHCACHE_ZOO_RESULTS=path.json`` the results are written there for the support matrix
-(``python scripts/support_matrix.py``).
+With ``SMOOTHCACHE_ZOO_RESULTS=folder`` the results are written to ``folder/models.json`` for the
+support matrix (``python scripts/support_matrix.py``).
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ import inspect
 import json
 import os
 import warnings
+from pathlib import Path
 
 import pytest
 import torch
@@ -184,7 +185,7 @@ def test_one_block_per_family_compiles_without_graph_breaks(case):
 
 
 def teardown_module() -> None:
-    path = os.environ.get("SMOOTHCACHE_ZOO_RESULTS")
-    if path and RESULTS:
-        with open(path, "w") as file:
-            json.dump(RESULTS, file, indent=1, sort_keys=True)
+    folder = os.environ.get("SMOOTHCACHE_ZOO_RESULTS")
+    if folder and RESULTS:
+        Path(folder).mkdir(parents=True, exist_ok=True)
+        Path(folder, "models.json").write_text(json.dumps(RESULTS, indent=1, sort_keys=True) + "\n")

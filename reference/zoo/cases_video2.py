@@ -688,7 +688,7 @@ CASES: list[ZooCase] = [
     ZooCase(
         "TransformerTemporalModel", "UNet3D temporal layer", "video",
         reason="a temporal attention layer inside UNet3DConditionModel and I2VGen-XL, not a denoiser: the UNet "
-        "calls it without a timestep and its blocks ignore one",
+        "calls it without a timestep and its blocks ignore one.",
     ),
     ZooCase(
         "AceStepTransformer1DModel", "ACE-Step 1.5", "audio", ACE_STEP_CONFIG, ace_step_inputs,
