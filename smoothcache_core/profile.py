@@ -8,9 +8,11 @@ JSON metadata; loading never unpickles anything.
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import os
+import warnings
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Mapping, Sequence
@@ -37,6 +39,9 @@ MAX_FILE_BYTES = 1024**3
 _METADATA_KEY = "smoothcache"
 #: How schedules weigh a step's error: all alike (the paper), or by the probed sensitivity of the final sample.
 WEIGHTINGS = ("uniform", "sensitivity")
+#: How far (in MAC fraction) a ``macs=`` request may land from its target without a warning. At 50
+#: steps one step of every component is about 2 % of the MACs, so the step grid always allows this.
+BUDGET_TOLERANCE = 0.01
 #: Metadata that must agree for two profiles to merge.
 _IDENTITY = ("adapter", "model_class", "config_fingerprint")
 
@@ -490,44 +495,74 @@ class ErrorProfile:
         return (total - skipped) / total
 
     def _greedy_for_target(self, curves: list[np.ndarray], group_macs: list[int], target: float) -> tuple[float, list[list[int]]]:
+        """The α whose greedy tables keep the MAC fraction closest to ``target`` (see :meth:`_closest`)."""
         values = np.concatenate([curve[np.isfinite(curve)].ravel() for curve in curves] + [np.zeros(1)])
         candidates = np.unique(values)
 
         def tables_at(index: int) -> list[list[int]]:
             return [greedy_scan(curve, float(candidates[index])) for curve in curves]
 
+        fraction = functools.partial(self._fraction, group_macs=group_macs)
         most = tables_at(len(candidates) - 1)
-        if self._fraction(most, group_macs) > target:
-            raise ScheduleError(
-                f"no α reaches a MAC fraction of {target:.3f} with lookahead {curves[0].shape[0]}: the most "
-                f"reuse keeps {self._fraction(most, group_macs):.3f}; calibrate with a larger lookahead"
-            )
+        if fraction(most) > target:
+            self._warn_budget(target, fraction(most), f"the most reuse with lookahead {curves[0].shape[0]}", "calibrate with a larger lookahead")
+            return float(candidates[-1]), most
         low, high = 0, len(candidates) - 1  # invariant: the schedule at `high` meets the target
         while low < high:
             middle = (low + high) // 2
-            if self._fraction(tables_at(middle), group_macs) <= target:
+            if fraction(tables_at(middle)) <= target:
                 high = middle
             else:
                 low = middle + 1
-        return float(candidates[high]), tables_at(high)
+        index, tables = high, tables_at(high)
+        gap = target - fraction(tables)
+        if high > 0 and gap > BUDGET_TOLERANCE and fraction(tables_at(high - 1)) - target < gap:
+            index, tables = high - 1, tables_at(high - 1)
+        self._warn_budget(target, fraction(tables), "the closest greedy schedule", "method='optimal' has a finer grid")
+        return float(candidates[index]), tables
 
     def _optimal(
         self, plans: list[CurvePlan], group_macs: list[int], weights: list[int], target: float, limit: str, remedy: str
     ) -> list[list[int]]:
-        """The table of each plan that together keep at most ``target`` of the MACs with the least weighted error."""
+        """The tables of least weighted error whose MAC fraction is closest to ``target``.
+
+        The least error within the budget usually lands within :data:`BUDGET_TOLERANCE` below it;
+        where the step grid leaves a larger gap, the least error within the same distance above the
+        target is taken if it lands closer. Out of reach, the most reuse is taken, with a warning."""
         steps, total = self.steps, self.evaluation_macs * self.steps
         if total <= 0:
             raise ScheduleError("the profile has no MAC counts; recalibrate to derive schedules by compute")
         fixed = total - steps * sum(group_macs)  # MACs outside every cached component
-        budget = math.floor(target * total * (1 + 1e-12)) - fixed  # a fraction computed from integers maps back exactly
-        counts = optimal_counts(plans, group_macs, [float(w) for w in weights], budget)
+        weights_ = [float(w) for w in weights]
+
+        def fraction(counts: list[int]) -> float:
+            return (fixed + sum(m * n for m, n in zip(group_macs, counts))) / total
+
+        def within(share: float) -> list[int] | None:  # a fraction computed from integers maps back exactly
+            return optimal_counts(plans, group_macs, weights_, math.floor(share * total * (1 + 1e-12)) - fixed)
+
+        counts = within(target)
         if counts is None:
-            fewest = [int(np.flatnonzero(np.isfinite(plan.error))[0]) for plan in plans]
-            least = (fixed + sum(m * n for m, n in zip(group_macs, fewest))) / total
-            raise ScheduleError(
-                f"no schedule keeps only {target:.3f} of the MACs with {limit}: the most reuse keeps {least:.3f}; {remedy}"
-            )
+            counts = [int(np.flatnonzero(np.isfinite(plan.error))[0]) for plan in plans]
+            self._warn_budget(target, fraction(counts), f"the most reuse with {limit}", remedy)
+        elif target - fraction(counts) > BUDGET_TOLERANCE:
+            gap = target - fraction(counts)
+            above = within(target + gap)
+            if above is not None and abs(fraction(above) - target) < gap:
+                counts = above
+            self._warn_budget(target, fraction(counts), f"the closest schedule with {limit}", "the step grid allows no closer")
         return [plan.table(count) for plan, count in zip(plans, counts)]
+
+    @staticmethod
+    def _warn_budget(target: float, reached: float, what: str, remedy: str) -> None:
+        """Warn when a MAC target is missed by more than :data:`BUDGET_TOLERANCE`."""
+        if abs(reached - target) <= BUDGET_TOLERANCE:
+            return
+        warnings.warn(
+            f"macs={target:.3f} is not reachable within {BUDGET_TOLERANCE:.0%}: {what} keeps {reached:.3f} of the MACs, "
+            f"used instead; {remedy}",
+            stacklevel=4,
+        )
 
     # -- plots ----------------------------------------------------------------------------------
     def plot(self, path: str | os.PathLike) -> None:

@@ -49,12 +49,12 @@ def test_journey_outputs_load_back(journey):
     assert profile.probe_counts.tolist() == [[0, 1, 0, 0, 1, 0, 1, 0], [0, 1, 0, 0, 1, 0, 0, 0]]
     assert "probed 5 runs of up to 2 steps" in results["calibrate"].stdout
     runs = Schedule.load(folder / "r.json")
-    assert runs.provenance["method"] == "runs" and runs.provenance["mac_fraction"] <= 0.7
+    assert runs.provenance["method"] == "runs" and abs(runs.provenance["mac_fraction"] - 0.7) <= 0.07  # 8 steps: one ~ 0.12
     assert len({tuple(table) for table in runs.tables.values()}) == 1 and "probed-runs weighting, linear fill" in results["runs"].stdout
     assert profile.probe_fill == "linear" and runs.fill == "linear" and Schedule.load(folder / "s.json").fill == "reuse"
     schedule = Schedule.load(folder / "s.json")
     assert schedule.provenance["weighting"] == "sensitivity" and "sensitivity weighting" in results["schedule"].stdout
-    assert schedule.provenance["ideal_speedup"] >= 1.4 and schedule.steps == 8
+    assert abs(schedule.provenance["mac_fraction"] - 1 / 1.4) <= 0.07 and schedule.steps == 8  # the closest to 1.4x
     assert "ideal speedup" in results["schedule"].stdout and "MAC fraction" in results["schedule"].stdout
     for image in (folder / "curves.png", folder / "heat.png", folder / "compared" / "compare.png", folder / "generated" / "sample-1000-0.png"):
         assert image.read_bytes()[:8] == PNG, image

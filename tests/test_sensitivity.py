@@ -60,7 +60,7 @@ def test_sensitivity_weighting_is_asked_for_and_recorded(probed):
     assert result.schedule(macs=0.7).tables == profile.schedule(macs=0.7).tables  # the paper's measure unless asked
     assert result.schedule(macs=0.7).provenance["weighting"] == "uniform"
     weighted = result.schedule(macs=0.7, weighting="sensitivity")
-    assert weighted.provenance["weighting"] == "sensitivity" and weighted.provenance["mac_fraction"] <= 0.7
+    assert weighted.provenance["weighting"] == "sensitivity" and abs(weighted.provenance["mac_fraction"] - 0.7) <= 0.05  # 8 steps: a coarse grid
     with pytest.raises(ScheduleError, match="no probes.*smoothcache.probe"):
         profile.schedule(macs=0.7, weighting="sensitivity")
     with pytest.raises(ScheduleError, match="weighting must be one of"):
@@ -93,7 +93,7 @@ def test_sensitivity_moves_reuse_to_the_steps_the_sample_tolerates():
     for method in ("greedy", "optimal"):
         table = probed.schedule(macs=0.6, method=method, weighting="sensitivity").tables["attn"]
         early, late = table[: steps // 2].count(0), table[steps // 2 :].count(0)
-        assert early > late + 2, (method, table)
+        assert early >= late + 2, (method, table)
     uniform = profile.schedule(macs=0.6).tables["attn"]
     assert abs(uniform[: steps // 2].count(0) - uniform[steps // 2 :].count(0)) <= 2
 
@@ -132,7 +132,7 @@ def test_runs_are_probed_and_planned_on_a_real_pipeline(dit_pipe, run_probed):
     assert len(tables) == 1 and set(schedule.tables) == set(profile.schedule(alpha=0).tables)  # one plan, every type
     table = list(tables.pop())
     assert table[0] == table[-1] == 1 and "000" not in "".join(map(str, table))  # runs of at most 2
-    assert schedule.provenance["method"] == "runs" and schedule.provenance["mac_fraction"] <= 0.7
+    assert schedule.provenance["method"] == "runs" and abs(schedule.provenance["mac_fraction"] - 0.7) <= 0.07  # one step ~ 0.12
     # the estimate is the sum of the probed errors of the chosen runs (every start was probed: no interpolation)
     runs, start = [], None
     for step, compute in enumerate(table + [1]):
@@ -180,8 +180,11 @@ def test_runs_schedule_refuses_what_it_cannot_plan(run_probed):
         probed.schedule(macs=0.7, method="runs", lookahead=3)
     with pytest.raises(ScheduleError, match="weighting at its default"):
         probed.schedule(macs=0.7, method="runs", weighting="sensitivity")
-    with pytest.raises(ScheduleError, match="runs of at most 1 steps.*probe longer runs"):
-        probed.schedule(macs=0.3, method="runs", lookahead=1)
+    with pytest.warns(UserWarning, match=r"macs=0.300 is not reachable within 1%: the most reuse with runs of at most 1 steps keeps 0\.\d+ .*probe longer runs"):
+        most = probed.schedule(macs=0.3, method="runs", lookahead=1)
+    for table in most.tables.values():  # fewest computes: first and last computed, never two reuses in a row
+        text = "".join(map(str, table))
+        assert text[0] == text[-1] == "1" and "00" not in text and text.count("1") == STEPS // 2 + 1
 
 
 @given(costs=st.lists(st.floats(0, 1), min_size=2 * 9, max_size=2 * 9))

@@ -62,7 +62,7 @@ def test_pipeline_calibration_gives_a_profile_and_a_schedule(audio_pipe, tmp_pat
     assert profile.steps == STEPS and profile.metadata["solver"] == "CosineDPMSolverMultistepScheduler"
     assert int(profile.counts[0, 0, 0]) == 2 * 2  # two generations x (uncond, cond) rows
     schedule = profile.schedule(macs=0.7)
-    assert set(schedule.tables) == {"attn1", "attn2", "ff"} and schedule.provenance["mac_fraction"] <= 0.7
+    assert set(schedule.tables) == {"attn1", "attn2", "ff"} and abs(schedule.provenance["mac_fraction"] - 0.7) <= 0.05
     profile.save(tmp_path / "audio.safetensors")
     with smoothcache.wrap(audio_pipe, schedule=schedule) as handle:
         audio = generate(audio_pipe, 2)
