@@ -129,16 +129,32 @@ def _stand_in(structure: Any) -> Any:
     return structure
 
 
-def extrapolate(last: Any, before: Any, ratio: float) -> Any:
+def extrapolate(last: Any, before: Any, ratio: float, into: Any = None) -> Any:
     """``last + ratio * (last - before)`` for every tensor of an output (tuples and lists element by
-    element; anything else, or outputs that do not line up, is ``last`` as it is)."""
+    element; anything else, or outputs that do not line up, is ``last`` as it is). Written into the
+    tensors of ``into`` (an earlier result) where they fit, so a skipped step allocates nothing."""
     if isinstance(last, torch.Tensor):
         if isinstance(before, torch.Tensor) and before.shape == last.shape and last.is_floating_point():
+            recording = torch.is_grad_enabled() and (last.requires_grad or before.requires_grad)
+            if _fits(into, last) and not recording:  # out= cannot record a graph
+                return torch.lerp(before, last, 1.0 + ratio, out=into)
             return torch.lerp(before, last, 1.0 + ratio)
         return last
     if isinstance(last, (tuple, list)) and isinstance(before, (tuple, list)) and len(last) == len(before):
-        return type(last)(extrapolate(a, b, ratio) for a, b in zip(last, before))
+        intos = into if isinstance(into, (tuple, list)) and len(into) == len(last) else (None,) * len(last)
+        return type(last)(extrapolate(a, b, ratio, c) for a, b, c in zip(last, before, intos))
     return last
+
+
+def _fits(buffer: Any, like: torch.Tensor) -> bool:
+    """Whether ``buffer`` can receive a result shaped like ``like`` in place."""
+    return (
+        isinstance(buffer, torch.Tensor)
+        and buffer.shape == like.shape
+        and buffer.dtype == like.dtype
+        and buffer.device == like.device
+        and buffer.is_inference() == torch.is_inference_mode_enabled()
+    )
 
 
 def foreign_caches(model: nn.Module) -> list[str]:
@@ -436,6 +452,10 @@ class CacheHandle(Attachment):
         self._compiled = schedule.compile(self.components) if schedule else CompiledSchedule.all_compute(count)
         self._counters = _Counters(count)
         self._caches: list[dict[int, tuple[tuple[Any, ...], ...]]] = [{} for _ in range(count)]
+        #: Per component and slot: the last linear-fill result, overwritten by the next one (the model
+        #: has used it by then), so extrapolating allocates once per run of skipped steps, while the
+        #: slot's values are kept for a later step.
+        self._fills: list[dict[tuple[int, int], Any]] = [{} for _ in range(count)]
         measured = _MEASURED_MACS.setdefault(model, {})
         self._macs = [measured.setdefault(c.key, {}) for c in self.components]
         self._last_evaluation = [0] * count
@@ -628,6 +648,7 @@ class CacheHandle(Attachment):
         meter, counted = self._meter, self._counted
         depth = self._compiled.depth
         running, calls, forced = self._depth, self._calls, self._forced[index]
+        fills = self._fills[index]
 
         def check_reusable(output: Any, version: int | None) -> None:
             if version is not None and _version_of(output) != version:
@@ -685,7 +706,11 @@ class CacheHandle(Attachment):
                             del cache[slot]
                         output = entries[-1][1]
                         if ratio is not None and len(entries) == 2 and entries[0][0] == signature:
-                            output = extrapolate(output, entries[0][1], ratio)
+                            if not eager:
+                                return extrapolate(output, entries[0][1], ratio)
+                            output = extrapolate(output, entries[0][1], ratio, fills.pop(slot, None))
+                            if keep:
+                                fills[slot] = output
                         return output
                     if eager:
                         refreshed[index] += 1
@@ -696,6 +721,7 @@ class CacheHandle(Attachment):
                     running[0] += 1
                 if not keep:
                     cache.pop(slot, None)
+                    fills.pop(slot, None)
                 output = counted(original, args, kwargs, macs, signature, keep)
                 if eager:
                     running[0] -= 1  # not reached when the call raised: the next evaluation sees it
@@ -796,14 +822,11 @@ class CacheHandle(Attachment):
         }
 
     def _cache_bytes(self) -> int:
-        total = 0
-        for cache in self._caches:
-            for entries in cache.values():
-                for _, output, _ in entries:
-                    tensor = first_tensor(output)
-                    if tensor is not None:
-                        total += tensor.numel() * tensor.element_size()
-        return total
+        """Bytes of the cached values and of the linear fill's result buffers."""
+        held = [output for cache in self._caches for entries in cache.values() for _, output, _ in entries]
+        held += [output for fills in self._fills for output in fills.values()]
+        tensors = (first_tensor(output) for output in held)
+        return sum(tensor.numel() * tensor.element_size() for tensor in tensors if tensor is not None)
 
     def reset(self) -> None:
         """Start a new generation at the next evaluation, drop cached values and zero the counts."""
@@ -814,8 +837,9 @@ class CacheHandle(Attachment):
         self.interrupted = self.ambiguous = 0
 
     def _release(self) -> None:
-        for cache in self._caches:
+        for cache, fills in zip(self._caches, self._fills):
             cache.clear()
+            fills.clear()
         self._now[:] = self._idle
         self._owner = None
         self._depth[0] = 0

@@ -35,6 +35,13 @@ def test_extrapolate_works_on_tensors_and_structures_and_leaves_the_rest():
     assert torch.equal(pair[0], torch.tensor([5.0, 6.0])) and pair[1] == "tag"
     assert extrapolate(last, torch.zeros(3), 1.0) is last  # shapes differ: reuse
     assert extrapolate(torch.tensor([1, 2]), torch.tensor([0, 0]), 1.0).tolist() == [1, 2]  # integers: reuse
+    buffer = torch.empty(2)
+    assert extrapolate(last, before, 0.5, buffer) is buffer and torch.equal(buffer, torch.tensor([4.0, 5.5]))
+    assert extrapolate(last, before, 0.5, torch.empty(3)).shape == (2,)  # a buffer that does not fit: a new tensor
+    leaf = last.clone().requires_grad_()
+    filled = extrapolate(leaf, before, 0.5, torch.empty(2))  # recording a graph: a new tensor, gradients flow
+    filled.sum().backward()
+    assert torch.equal(leaf.grad, torch.full((2,), 1.5))
 
 
 def test_schedule_fill_round_trips_and_defaults_to_reuse(tmp_path):
@@ -57,7 +64,13 @@ def test_linear_fill_extends_the_line_on_a_real_pipeline(dit_pipe):
     table = [1, 1, 0, 0, 1, 0, 1, 1]
     schedule = Schedule({"attn1": table, "ff": table}, {}, "linear")
     seen: list[torch.Tensor] = []
-    hook = model.transformer_blocks[0].attn1.register_forward_hook(lambda _m, _a, output: seen.append(output.clone()))
+    storage: list[int] = []
+
+    def record(_module, _args, output):
+        seen.append(output.clone())
+        storage.append(output.data_ptr())
+
+    hook = model.transformer_blocks[0].attn1.register_forward_hook(record)
     try:
         with smoothcache.wrap(dit_pipe, schedule=schedule) as handle:
             cached = generate(dit_pipe)()
@@ -69,6 +82,7 @@ def test_linear_fill_extends_the_line_on_a_real_pipeline(dit_pipe):
     torch.testing.assert_close(seen[2], seen[1] + (seen[1] - seen[0]))
     torch.testing.assert_close(seen[3], seen[1] + 2 * (seen[1] - seen[0]))
     torch.testing.assert_close(seen[5], seen[4] + (seen[4] - seen[1]) / 3)
+    assert storage[2] == storage[3] == storage[5]  # every filled step writes one buffer: no allocation
     with smoothcache.wrap(dit_pipe, schedule=Schedule({"attn1": table, "ff": table})):
         reused = generate(dit_pipe)()
     assert torch.isfinite(cached).all() and not torch.equal(cached, reused) and not torch.equal(cached, reference)
