@@ -30,9 +30,7 @@ def _is_research_dit(model: nn.Module) -> bool:
         return False
     if not all(isinstance(getattr(model, name, None), nn.Module) for name in ("x_embedder", "t_embedder", "y_embedder")):
         return False
-    return all(
-        isinstance(getattr(block, part, None), nn.Module) for block in blocks for part in ("attn", "mlp", "adaLN_modulation")
-    )
+    return all(isinstance(getattr(block, part, None), nn.Module) for block in blocks for part in ("attn", "mlp", "adaLN_modulation"))
 
 
 class DiTAdapter:

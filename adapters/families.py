@@ -2,7 +2,7 @@
 
 Each row names a family as users know it, the diffusers classes it covers and their modality; the
 block stacks, components and timestep argument are found by structure
-(:mod:`smoothcache.adapters.structure`), so a row states only what structure cannot tell. The
+(:mod:`smoothcache.builtin.structure`), so a row states only what structure cannot tell. The
 ``diffusers`` adapter at the end serves any other diffusers transformer whose structure is found,
 and is chosen only when no other adapter matches the model.
 
@@ -19,8 +19,10 @@ from smoothcache_core import class_names
 
 from .structure import Layout, StructuralAdapter, discover_components, timestep_argument
 
+_PLAIN = Layout()
 
-def _family(name: str, family: str, modality: str, *classes: str, layout: Layout = Layout()) -> StructuralAdapter:
+
+def _family(name: str, family: str, modality: str, *classes: str, layout: Layout = _PLAIN) -> StructuralAdapter:
     return StructuralAdapter(name=name, classes=classes, layout=layout, family=family, modality=modality)
 
 
@@ -54,14 +56,27 @@ FAMILIES: tuple[StructuralAdapter, ...] = (
     _family("transformer-2d", "Transformer2DModel (VQ-Diffusion, PixArt-style)", "image", "Transformer2DModel"),
     _family("cosmos3", "Cosmos 3 Omni", "image", "Cosmos3OmniTransformer"),
     # -- video --------------------------------------------------------------------------------------
-    _family("wan", "Wan 2.1 / 2.2 (VACE, Animate)", "video", "WanTransformer3DModel", "WanVACETransformer3DModel",
-            "WanAnimateTransformer3DModel", "WanAnimate2Transformer3DModel"),
+    _family(
+        "wan",
+        "Wan 2.1 / 2.2 (VACE, Animate)",
+        "video",
+        "WanTransformer3DModel",
+        "WanVACETransformer3DModel",
+        "WanAnimateTransformer3DModel",
+        "WanAnimate2Transformer3DModel",
+    ),
     _family("skyreels-v2", "SkyReels-V2", "video", "SkyReelsV2Transformer3DModel"),
     _family("chronoedit", "ChronoEdit", "video", "ChronoEditTransformer3DModel"),
     _family("anyflow", "AnyFlow", "video", "AnyFlowTransformer3DModel", "AnyFlowFARTransformer3DModel"),
     _family("helios", "Helios", "video", "HeliosTransformer3DModel"),
-    _family("hunyuan-video", "HunyuanVideo / 1.5 / FramePack", "video", "HunyuanVideoTransformer3DModel",
-            "HunyuanVideo15Transformer3DModel", "HunyuanVideoFramepackTransformer3DModel"),
+    _family(
+        "hunyuan-video",
+        "HunyuanVideo / 1.5 / FramePack",
+        "video",
+        "HunyuanVideoTransformer3DModel",
+        "HunyuanVideo15Transformer3DModel",
+        "HunyuanVideoFramepackTransformer3DModel",
+    ),
     _family("ltx-video", "LTX-Video", "video", "LTXVideoTransformer3DModel"),
     _family("ltx2", "LTX-2 (audio + video)", "video", "LTX2VideoTransformer3DModel"),
     _family("cogvideox", "CogVideoX / ConsisID", "video", "CogVideoXTransformer3DModel", "ConsisIDTransformer3DModel"),
@@ -71,12 +86,24 @@ FAMILIES: tuple[StructuralAdapter, ...] = (
     _family("cosmos", "Cosmos Predict", "video", "CosmosTransformer3DModel"),
     _family("easyanimate", "EasyAnimate", "video", "EasyAnimateTransformer3DModel"),
     _family("joyimage", "JoyImage Edit", "image", "JoyImageEditTransformer3DModel", "JoyImageEditPlusTransformer3DModel"),
-    _family("kandinsky", "Kandinsky 5 / 6", "video", "Kandinsky5Transformer3DModel", "Kandinsky6Transformer3DModel",
-            "Kandinsky6SRTransformer3DModel"),
+    _family(
+        "kandinsky",
+        "Kandinsky 5 / 6",
+        "video",
+        "Kandinsky5Transformer3DModel",
+        "Kandinsky6Transformer3DModel",
+        "Kandinsky6SRTransformer3DModel",
+    ),
     _family("minimax-video", "MiniMax H3 (audio + video)", "video", "MiniMaxH3Transformer3DModel"),
     _family("motif-video", "Motif-Video", "video", "MotifVideoTransformer3DModel"),
-    _family("sana-video", "Sana-Video / SANA-WM", "video", "SanaVideoTransformer3DModel", "SanaWMTransformer3DModel",
-            "SanaWMLTX2RefinerTransformer3DModel"),
+    _family(
+        "sana-video",
+        "Sana-Video / SANA-WM",
+        "video",
+        "SanaVideoTransformer3DModel",
+        "SanaWMTransformer3DModel",
+        "SanaWMLTX2RefinerTransformer3DModel",
+    ),
     # -- audio and other ------------------------------------------------------------------------------
     _family("ace-step", "ACE-Step", "audio", "AceStepTransformer1DModel"),
     _family("longcat-audio", "LongCat-Audio-DiT", "audio", "LongCatAudioDiTTransformer"),
@@ -86,6 +113,7 @@ FAMILIES: tuple[StructuralAdapter, ...] = (
     _family("proteina", "RFdiffusion-4 Proteina", "other", "RFD4ProteinaTransformer"),
 )
 
+
 class DiffusersAdapter(StructuralAdapter):
     """Adapter ``diffusers``: any diffusers model with a timestep argument whose block stacks and
     components are found by structure (a class newer than this table). A fallback: detection chooses
@@ -94,11 +122,7 @@ class DiffusersAdapter(StructuralAdapter):
     fallback = True
 
     def matches(self, model: nn.Module) -> bool:
-        return (
-            "ModelMixin" in class_names(model)
-            and timestep_argument(model) is not None
-            and bool(discover_components(model))
-        )
+        return "ModelMixin" in class_names(model) and timestep_argument(model) is not None and bool(discover_components(model))
 
 
 GENERIC = DiffusersAdapter(name="diffusers", classes=(), family="any diffusers transformer", modality="any")

@@ -20,7 +20,8 @@ gate. The timestep is the ``timesteps`` argument (float in [0, 1]); guidance tri
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from torch import Tensor, nn
 
@@ -60,7 +61,7 @@ class _CapturingProcessor:
         self._block_output: Any = None
         self._gated = make_gate(self._compute)
 
-    def _compute(self, block: nn.Module, *args: Any) -> tuple[Tensor, ...]:
+    def _compute(self, block: Any, *args: Any) -> tuple[Tensor, ...]:
         outputs: dict[str, Tensor] = {}
         hooks = [
             block.get_submodule(path).register_forward_hook(lambda _m, _a, out, path=path: outputs.__setitem__(path, out))
@@ -88,7 +89,7 @@ class _DoubleStreamProcessor(_CapturingProcessor):
 
     captured = ("img_attn.proj", "txt_attn.proj")
 
-    def __call__(self, block: nn.Module, img: Tensor, txt: Tensor, vec: Tensor, pe: Any) -> tuple[Tensor, Tensor]:
+    def __call__(self, block: Any, img: Tensor, txt: Tensor, vec: Tensor, pe: Any) -> tuple[Tensor, Tensor]:
         output, cached = self._run(block, img, txt, vec, pe)
         if cached is None:
             return output
@@ -107,7 +108,7 @@ class _SingleStreamProcessor(_CapturingProcessor):
 
     captured = ("linear2",)
 
-    def __call__(self, block: nn.Module, x: Tensor, vec: Tensor, pe: Any) -> Tensor:
+    def __call__(self, block: Any, x: Tensor, vec: Tensor, pe: Any) -> Tensor:
         output, cached = self._run(block, x, vec, pe)
         if cached is None:
             return output
@@ -142,7 +143,7 @@ def _stdit3_components(model: nn.Module) -> list[Component]:
     return sorted(spatial + temporal, key=lambda component: component.index)
 
 
-def _mmdit_components(model: nn.Module) -> list[Component]:
+def _mmdit_components(model: Any) -> list[Component]:
     mlps = Component.of_blocks(model.double_blocks, (("img_mlp", "ffn"), ("txt_mlp", "ffn")), "double")
     components = []
     for index, block in enumerate(model.double_blocks):
@@ -153,7 +154,12 @@ def _mmdit_components(model: nn.Module) -> list[Component]:
     for index, block in enumerate(model.single_blocks):
         components.append(
             Component(
-                f"single.{index}.linear2", "parallel_attn_mlp", "linear2", "single", index, _install_processor(block, _SingleStreamProcessor)
+                f"single.{index}.linear2",
+                "parallel_attn_mlp",
+                "linear2",
+                "single",
+                index,
+                _install_processor(block, _SingleStreamProcessor),
             )
         )
     return components

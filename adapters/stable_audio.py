@@ -25,10 +25,12 @@ Only these exact attributes are cached: never ``ff.ff`` (the Sequential inside s
 
 from __future__ import annotations
 
+from typing import Any
+
 from torch import nn
 
 from smoothcache.plugins import hookimpl
-from smoothcache_core import Component, ForwardArgument, StepSource, class_names
+from smoothcache_core import AdapterError, Component, ForwardArgument, StepSource, class_names
 
 from .structure import discover_components
 
@@ -53,7 +55,10 @@ def _is_tools_transformer(module: nn.Module) -> bool:
         isinstance(layers, nn.ModuleList)
         and len(layers) > 0
         and isinstance(getattr(module, "timestep_features", None), nn.Module)
-        and all(isinstance(getattr(layer, "self_attn", None), nn.Module) and isinstance(getattr(layer, "ff", None), nn.Module) for layer in layers)
+        and all(
+            isinstance(getattr(layer, "self_attn", None), nn.Module) and isinstance(getattr(layer, "ff", None), nn.Module)
+            for layer in layers
+        )
     )
 
 
@@ -78,7 +83,10 @@ class StableAudioAdapter:
             return Component.of_blocks(model.transformer_blocks, _DIFFUSERS_PARTS)
         if _is_stable_audio3(model):
             return discover_components(model)
-        inner = model.get_submodule(_tools_transformer_path(model))
+        path = _tools_transformer_path(model)
+        if path is None:
+            raise AdapterError(f"{type(model).__name__} is not a Stable Audio transformer; pick another adapter or let wrap() detect one")
+        inner: Any = model.get_submodule(path)
         return Component.of_blocks(inner.transformer.layers, _TOOLS_PARTS)
 
     def step_source(self, model: nn.Module) -> StepSource:

@@ -21,8 +21,9 @@ Nothing here imports diffusers: modules are recognised by class names and attrib
 from __future__ import annotations
 
 import inspect
+from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Iterator
+from typing import Any
 
 from torch import nn
 
@@ -32,8 +33,25 @@ from smoothcache_core import Component, ForwardArgument, class_names
 TIMESTEP_ARGUMENTS = ("timestep", "timesteps", "t", "vision_timesteps", "decoder_noise_time", "bb_ca_time", "sigma", "noise_level")
 #: Attribute names of feed-forward modules (plain ``nn.Sequential`` MLPs have no telling class name).
 FEED_FORWARD_NAMES = frozenset(
-    {"ff", "ffn", "mlp", "feed_forward", "ff_context", "img_mlp", "txt_mlp", "txt_ff", "ff_i", "ff_t", "audio_ff",
-     "mlp_moe_gen", "DenseReluDense", "transition", "transition_out", "tri_mult_out", "tri_mult_in"}
+    {
+        "ff",
+        "ffn",
+        "mlp",
+        "feed_forward",
+        "ff_context",
+        "img_mlp",
+        "txt_mlp",
+        "txt_ff",
+        "ff_i",
+        "ff_t",
+        "audio_ff",
+        "mlp_moe_gen",
+        "DenseReluDense",
+        "transition",
+        "transition_out",
+        "tri_mult_out",
+        "tri_mult_in",
+    }
 )
 #: Class-name fragments of feed-forward modules.
 FEED_FORWARD_CLASSES = ("FeedForward", "MLP", "Mlp", "FFN", "GLUMBConv", "SwiGLU")
@@ -145,7 +163,7 @@ def block_components(block: nn.Module, stack: str, index: int, layout: Layout = 
         kind = attention_kind(block, stack) if is_attention(block) else "ffn"
         name = "attn" if is_attention(block) else "ff"
         return [Component.of_module(block, key=f"{stack}.{index}", kind=kind, name=name, block_kind=stack, index=index)]
-    parts = list(_parts(block, "", layout.skip))
+    parts: list[tuple[Any, ...]] = list(_parts(block, "", layout.skip))  # (path, module, kind[, followers])
     for region in layout.regions:
         children = {name: getattr(block, name, None) for name in (region.terminal, *region.followers)}
         if all(isinstance(child, nn.Module) for child in children.values()):
@@ -154,7 +172,12 @@ def block_components(block: nn.Module, stack: str, index: int, layout: Layout = 
             parts.append((region.terminal, children[region.terminal], region.kind, followers))
     return [
         Component.of_module(
-            part[1], key=f"{stack}.{index}.{part[0]}", kind=part[2], name=part[0], block_kind=stack, index=index,
+            part[1],
+            key=f"{stack}.{index}.{part[0]}",
+            kind=part[2],
+            name=part[0],
+            block_kind=stack,
+            index=index,
             followers=part[3] if len(part) > 3 else (),
         )
         for part in parts

@@ -16,8 +16,6 @@ import tempfile
 import time
 from pathlib import Path
 
-import torch
-
 import smoothcache
 from benchmarks.common import interleaved_times, median, paired_ratio, print_table, write_results
 from smoothcache.reference.pipelines import dit_transformer, sample_dit

@@ -6,9 +6,10 @@ import json
 import platform
 import statistics
 import time
+from collections.abc import Callable, Mapping
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any
 
 import torch
 
@@ -40,7 +41,7 @@ def median(values: list[float]) -> float:
 
 def paired_ratio(times: Mapping[str, list[float]], numerator: str, denominator: str) -> float:
     """Median over rounds of numerator/denominator measured in the same round (robust to drift)."""
-    return statistics.median(a / b for a, b in zip(times[numerator], times[denominator]))
+    return statistics.median(a / b for a, b in zip(times[numerator], times[denominator], strict=False))
 
 
 def machine() -> dict[str, Any]:
@@ -65,10 +66,10 @@ def write_results(name: str, data: dict[str, Any]) -> Path:
 
 
 def print_table(headers: list[str], rows: list[list[Any]]) -> None:
-    """A Markdown table on stdout (the benchmark's report; copy it into the README)."""
+    """A Markdown table on stdout (the benchmark's report; its numbers go into docs/benchmarks.md)."""
     cells = [[f"{value:.3f}" if isinstance(value, float) else str(value) for value in row] for row in rows]
     widths = [max(len(h), *(len(r[i]) for r in cells)) for i, h in enumerate(headers)]
-    print("| " + " | ".join(h.ljust(w) for h, w in zip(headers, widths)) + " |")
+    print("| " + " | ".join(h.ljust(w) for h, w in zip(headers, widths, strict=False)) + " |")
     print("|" + "|".join("-" * (w + 2) for w in widths) + "|")
     for row in cells:
-        print("| " + " | ".join(c.ljust(w) for c, w in zip(row, widths)) + " |")
+        print("| " + " | ".join(c.ljust(w) for c, w in zip(row, widths, strict=False)) + " |")

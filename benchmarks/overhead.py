@@ -1,7 +1,8 @@
 """Engine overhead and speedup vs the MAC-ideal on a medium diffusers DiT (CPU or GPU).
 
 Variants, interleaved in one process; ratios are medians over rounds of the ratio measured within
-each round (robust to the machine drifting), for one full denoising loop (DDIM, CFG as one batch of 2) of a DiTTransformer2DModel with 8 layers, width 256, 32x32 latent, patch 2:
+each round (robust to the machine drifting), for one full denoising loop (DDIM, CFG as one batch
+of 2) of a DiTTransformer2DModel with 8 layers, width 256, 32x32 latent, patch 2:
 
 - unwrapped: the plain model;
 - all-compute: wrapped with a schedule that computes everything (the engine's pure overhead);

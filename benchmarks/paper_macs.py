@@ -17,7 +17,7 @@ import torch
 
 import smoothcache
 from benchmarks.common import print_table, write_results
-from smoothcache.adapters.dit import DiTAdapter
+from smoothcache.builtin.dit import DiTAdapter
 from smoothcache.reference.dit import DiT_XL_2
 from smoothcache_core import count_macs
 
@@ -68,7 +68,14 @@ def main() -> None:
     print_table(
         ["schedule", "steps", "ours: fraction", "paper: TMACs / no-cache", "paper fraction", "difference"],
         [
-            [r["schedule"], r["steps"], r["mac_fraction"], f"{PAPER_TMACS[r['schedule']][0]} / {PAPER_TMACS[r['schedule']][1]}", r["paper_fraction"], f"{100 * r['relative_difference']:+.2f} %"]
+            [
+                r["schedule"],
+                r["steps"],
+                r["mac_fraction"],
+                f"{PAPER_TMACS[r['schedule']][0]} / {PAPER_TMACS[r['schedule']][1]}",
+                r["paper_fraction"],
+                f"{100 * r['relative_difference']:+.2f} %",
+            ]
             for r in rows
         ],
     )

@@ -35,8 +35,10 @@ import importlib.util
 import io
 import logging
 import re
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
-from typing import Any, Callable, ContextManager, Iterator, Mapping
+from typing import Any
 
 from torch import nn
 
@@ -149,7 +151,7 @@ def _stdit3_order(model: nn.Module) -> list[nn.Module] | None:
     spatial, temporal = getattr(model, "spatial_blocks", None), getattr(model, "temporal_blocks", None)
     if not isinstance(spatial, nn.ModuleList) or not isinstance(temporal, nn.ModuleList) or len(spatial) != len(temporal):
         return None
-    return [block for pair in zip(spatial, temporal) for block in pair]
+    return [block for pair in zip(spatial, temporal, strict=False) for block in pair]
 
 
 def _diffusers_block_lists(model: nn.Module) -> list[str]:
@@ -254,9 +256,7 @@ class Peer:
         """``None`` if the method can run on ``model``, otherwise why not (one sentence)."""
         raise NotImplementedError
 
-    def apply(
-        self, model: nn.Module, value: Any, steps: int, calibrate: Callable[[], Any] | None = None
-    ) -> ContextManager[None]:
+    def apply(self, model: nn.Module, value: Any, steps: int, calibrate: Callable[[], Any] | None = None) -> AbstractContextManager[None]:
         """Enable the method on ``model`` at knob ``value`` for generations of ``steps`` evaluations.
 
         ``calibrate`` runs generations with the benchmark's loop (other seeds than the evaluation);
@@ -339,9 +339,7 @@ class MagCache(Peer):
 
         printed = io.StringIO()
         with _restored(model):
-            _, disable = _diffusers_hooks(
-                model, lambda: apply_mag_cache(model, MagCacheConfig(calibrate=True, num_inference_steps=steps))
-            )
+            _, disable = _diffusers_hooks(model, lambda: apply_mag_cache(model, MagCacheConfig(calibrate=True, num_inference_steps=steps)))
             try:
                 with contextlib.redirect_stdout(printed):
                     calibrate()
@@ -351,10 +349,9 @@ class MagCache(Peer):
         runs = [ast.literal_eval(lines[i + 1]) for i, line in enumerate(lines[:-1]) if "[MagCache] Calibration Complete" in line]
         if not runs or any(len(run) != steps for run in runs):
             raise RuntimeError(
-                f"MagCache calibration expected generations of {steps} evaluations; "
-                f"got {len(runs)} complete generation(s) from calibrate()"
+                f"MagCache calibration expected generations of {steps} evaluations; got {len(runs)} complete generation(s) from calibrate()"
             )
-        return [sum(values) / len(values) for values in zip(*runs)]
+        return [sum(values) / len(values) for values in zip(*runs, strict=False)]
 
     def _enable(
         self, model: nn.Module, value: Any, steps: int, calibrate: Callable[[], Any] | None, generations: _Generations
@@ -443,9 +440,7 @@ _CACHE_DIT_MODELS = {"DiTTransformer2DModel": "DiTPatchFunctor", "StableAudioDiT
 def _quiet_cache_dit() -> Iterator[None]:
     """cache-dit logs every enable and disable at INFO/WARNING to stdout; keep that to errors."""
     loggers = [
-        logging.getLogger(name)
-        for name in list(logging.root.manager.loggerDict)
-        if name.startswith("cache_dit") or name == "CACHE_DIT"
+        logging.getLogger(name) for name in list(logging.root.manager.loggerDict) if name.startswith("cache_dit") or name == "CACHE_DIT"
     ]
     levels = [logger.level for logger in loggers]
     for logger in loggers:
@@ -453,7 +448,7 @@ def _quiet_cache_dit() -> Iterator[None]:
     try:
         yield
     finally:
-        for logger, level in zip(loggers, levels):
+        for logger, level in zip(loggers, levels, strict=False):
             logger.setLevel(level)
 
 
@@ -563,9 +558,7 @@ class OriginalSmoothCache(Peer):
     name: str = "SmoothCache 0.1.1 helper"
     knob: str = "fora_interval"
     values: tuple = (1, 2, 3, 4, 6)
-    schedule_for: Callable[[nn.Module, int, Any], smoothcache.Schedule | Mapping[str, Any]] = field(
-        default=fora_schedule, compare=False
-    )
+    schedule_for: Callable[[nn.Module, int, Any], smoothcache.Schedule | Mapping[str, Any]] = field(default=fora_schedule, compare=False)
 
     def unsupported(self, model: nn.Module) -> str | None:
         if not _installed("SmoothCache"):

@@ -32,10 +32,7 @@ from smoothcache_core.sensitivity import relative_l1
 CASES = {"ddim": 50, "dpm": 25}
 TARGETS = (0.5, 0.4)
 VARIANTS = [
-    (method, weighting, lookahead)
-    for weighting in ("uniform", "sensitivity")
-    for lookahead in (3, 2)
-    for method in ("greedy", "optimal")
+    (method, weighting, lookahead) for weighting in ("uniform", "sensitivity") for lookahead in (3, 2) for method in ("greedy", "optimal")
 ]
 EVALUATION_SEED, PROBE_SEED = 1000, 0
 
@@ -57,7 +54,7 @@ def run_case(scheduler: str, steps: int) -> dict[str, Any]:
 
     def additivity(table: list[int]) -> float:
         """Final relative L1 error of ``table`` (all components) over the sum of its steps' single-reuse errors."""
-        with smoothcache.wrap(model, schedule=smoothcache.Schedule({key: table for key in keys}, {"steps": steps})):
+        with smoothcache.wrap(model, schedule=smoothcache.Schedule(dict.fromkeys(keys, table), {"steps": steps})):
             output = sample(PROBE_SEED, list(range(10)))
         measured = relative_l1(output.double(), probe_reference.double())
         return measured / float(sum(singles[i] for i, compute in enumerate(table) if not compute))
@@ -84,8 +81,12 @@ def run_case(scheduler: str, steps: int) -> dict[str, Any]:
     for interval in (2, 3):
         score(smoothcache.Schedule.fora(steps, interval, keys), target=None, method=f"FORA n={interval}", weighting="-", lookahead=1)
     return {
-        "steps": steps, "probe_seconds": probe_seconds, "step_weights": probed.step_weights().round(3).tolist(), "points": rows,
-        "runs_over_singles": runs, "fora2_over_singles": fora_ratio,
+        "steps": steps,
+        "probe_seconds": probe_seconds,
+        "step_weights": probed.step_weights().round(3).tolist(),
+        "points": rows,
+        "runs_over_singles": runs,
+        "fora2_over_singles": fora_ratio,
     }
 
 

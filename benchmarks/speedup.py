@@ -14,14 +14,14 @@ from __future__ import annotations
 import argparse
 import json
 import warnings
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import torch
 
 import smoothcache
 from benchmarks.common import RESULTS, interleaved_times, machine, median, paired_ratio, print_table, write_results
 from smoothcache.reference import pipelines
-
 
 STORED = RESULTS / "speedup.json"
 
@@ -58,7 +58,9 @@ def mmdit_case() -> tuple[str, Any, Callable[[int], Any]]:
     )
 
 
-def _flow_loop(model: torch.nn.Module, scheduler: Any, steps: int, latent_shape: tuple[int, ...], call: Callable[..., torch.Tensor]) -> Callable[[int], torch.Tensor]:
+def _flow_loop(
+    model: torch.nn.Module, scheduler: Any, steps: int, latent_shape: tuple[int, ...], call: Callable[..., torch.Tensor]
+) -> Callable[[int], torch.Tensor]:
     """A flow-matching denoising loop with ``scheduler`` as the pipelines run it: ``call(latents, t)``
     returns the velocity (guidance included)."""
 
@@ -79,8 +81,16 @@ def flux_case() -> tuple[str, Any, Callable[[int], Any]]:
 
     torch.manual_seed(0)
     model = FluxTransformer2DModel(
-        patch_size=1, in_channels=64, num_layers=2, num_single_layers=4, attention_head_dim=64, num_attention_heads=4,
-        joint_attention_dim=256, pooled_projection_dim=256, guidance_embeds=True, axes_dims_rope=(16, 24, 24),
+        patch_size=1,
+        in_channels=64,
+        num_layers=2,
+        num_single_layers=4,
+        attention_head_dim=64,
+        num_attention_heads=4,
+        joint_attention_dim=256,
+        pooled_projection_dim=256,
+        guidance_embeds=True,
+        axes_dims_rope=(16, 24, 24),
     ).eval()
     text = torch.randn(1, 64, 256, generator=torch.Generator().manual_seed(1))
     pooled = torch.randn(1, 256, generator=torch.Generator().manual_seed(2))
@@ -91,8 +101,14 @@ def flux_case() -> tuple[str, Any, Callable[[int], Any]]:
 
     def call(latents: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         return model(
-            hidden_states=latents, encoder_hidden_states=text, pooled_projections=pooled, timestep=t.expand(1) / 1000,
-            img_ids=image_ids, txt_ids=text_ids, guidance=guidance, return_dict=False,
+            hidden_states=latents,
+            encoder_hidden_states=text,
+            pooled_projections=pooled,
+            timestep=t.expand(1) / 1000,
+            img_ids=image_ids,
+            txt_ids=text_ids,
+            guidance=guidance,
+            return_dict=False,
         )[0]
 
     scheduler = FlowMatchEulerDiscreteScheduler(shift=3.0)
@@ -110,8 +126,18 @@ def wan_case() -> tuple[str, Any, Callable[[int], Any]]:
 
     torch.manual_seed(0)
     model = WanTransformer3DModel(
-        patch_size=(1, 2, 2), num_attention_heads=4, attention_head_dim=64, in_channels=16, out_channels=16, text_dim=256,
-        freq_dim=256, ffn_dim=1024, num_layers=6, cross_attn_norm=True, qk_norm="rms_norm_across_heads", rope_max_seq_len=1024,
+        patch_size=(1, 2, 2),
+        num_attention_heads=4,
+        attention_head_dim=64,
+        in_channels=16,
+        out_channels=16,
+        text_dim=256,
+        freq_dim=256,
+        ffn_dim=1024,
+        num_layers=6,
+        cross_attn_norm=True,
+        qk_norm="rms_norm_across_heads",
+        rope_max_seq_len=1024,
     ).eval()
     prompt = torch.randn(1, 64, 256, generator=torch.Generator().manual_seed(1))
     negative = torch.randn(1, 64, 256, generator=torch.Generator().manual_seed(2))

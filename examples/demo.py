@@ -38,7 +38,24 @@ def main() -> int:
     profile, schedule = OUT / "digits.profile.safetensors", OUT / "digits-schedule.json"
     journey = [
         ["inspect", MODEL],
-        ["calibrate", MODEL, "--steps", str(STEPS), "--samples", "4", "--probes", "12", "--run-lengths", "2", "--fill", "linear", "-o", str(profile), "--plot", str(OUT / "digits-errors.png")],
+        [
+            "calibrate",
+            MODEL,
+            "--steps",
+            str(STEPS),
+            "--samples",
+            "4",
+            "--probes",
+            "12",
+            "--run-lengths",
+            "2",
+            "--fill",
+            "linear",
+            "-o",
+            str(profile),
+            "--plot",
+            str(OUT / "digits-errors.png"),
+        ],
         ["schedule", str(profile), "--macs", "0.5", "--method", "runs", "-o", str(schedule), "--plot", str(OUT / "digits-schedule.png")],
         ["compare", MODEL, "--schedule", str(schedule), "--seed", "100", "--samples", "2", "-o", str(OUT)],
     ]

@@ -27,7 +27,7 @@ hookimpl = pluggy.HookimplMarker(PROJECT)
 
 
 @hookspec
-def smoothcache_adapters() -> list:
+def smoothcache_adapters() -> list:  # type: ignore[empty-body]  # a specification: plugins implement it
     """Return the :class:`~smoothcache_core.ModelAdapter` instances this plugin provides.
 
     Called once when the registry first loads. Each adapter's ``name`` must be unique across all

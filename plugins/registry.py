@@ -61,9 +61,7 @@ def _adapter_list(returned: Any) -> list[Any]:
     if returned is None:
         return []
     if isinstance(returned, (str, bytes, Mapping)) or not isinstance(returned, Iterable):
-        raise _Rejected(
-            f"smoothcache_adapters() returned {_a(returned)}, not a list; return a list of adapters (or None for none)"
-        )
+        raise _Rejected(f"smoothcache_adapters() returned {_a(returned)}, not a list; return a list of adapters (or None for none)")
     return list(returned)
 
 
@@ -78,17 +76,13 @@ def _checked_name(adapter: Any) -> str:
     if not isinstance(name, str):
         raise _Rejected(f"returned {_describe(adapter)}, whose name is {_a(name)}, not a str")
     if not name or any(character.isspace() for character in name):
-        raise _Rejected(
-            f"returned an adapter named {name!r}; a name must be non-empty without whitespace, e.g. 'my-model'"
-        )
+        raise _Rejected(f"returned an adapter named {name!r}; a name must be non-empty without whitespace, e.g. 'my-model'")
     try:
         is_adapter = isinstance(adapter, ModelAdapter)
     except Exception as error:  # a property among matches/components/step_source that raises
         raise _Rejected(f"returned adapter {name!r}, whose attributes raise {_describe(error)}") from error
     if not is_adapter:
-        raise _Rejected(
-            f"returned {_describe(adapter)}, which is not a ModelAdapter (needs name, matches, components, step_source)"
-        )
+        raise _Rejected(f"returned {_describe(adapter)}, which is not a ModelAdapter (needs name, matches, components, step_source)")
     return name
 
 
@@ -180,9 +174,7 @@ class AdapterRegistry:
             return
         taken = self._adapters.get(name)
         if taken is not None:
-            self._report(
-                f"adapter name {name!r} from {plugin_label} is already taken by {taken.source}; ignoring the second one"
-            )
+            self._report(f"adapter name {name!r} from {plugin_label} is already taken by {taken.source}; ignoring the second one")
             return
         self._adapters[name] = RegisteredAdapter(adapter, source)
 
@@ -190,7 +182,7 @@ class AdapterRegistry:
     def register(self, plugin: Any, name: str | None = None) -> None:
         """Register a plugin object or module at runtime (no package needed)."""
         self._ensure_loaded()
-        self._register(plugin, name or getattr(plugin, "__name__", type(plugin).__name__), "runtime")
+        self._register(plugin, name or str(getattr(plugin, "__name__", type(plugin).__name__)), "runtime")
 
     def entries(self) -> list[RegisteredAdapter]:
         """Every registered adapter with its source, sorted by name."""
@@ -230,11 +222,9 @@ class AdapterRegistry:
         if not matching:
             raise AdapterError(
                 f"no registered adapter matches {type(model).__name__}; registered adapters: {self.names()}. "
-                "Pass adapter=<name>, or write an adapter for this model (see the README)"
+                "Pass adapter=<name>, or write an adapter for this model (see docs/adapters.md)"
             )
-        raise AdapterError(
-            f"several adapters match {type(model).__name__}: {list(matching)}; pass adapter=<name>"
-        )
+        raise AdapterError(f"several adapters match {type(model).__name__}: {list(matching)}; pass adapter=<name>")
 
 
 _REGISTRY: AdapterRegistry | None = None

@@ -9,7 +9,7 @@ without pickle; the training scripts are in ``scripts/``.
 
 from __future__ import annotations
 
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
 
 import torch
@@ -35,7 +35,7 @@ DEFAULT_GUIDANCE = 3.0
 SCHEDULERS = ("ddim", "dpm")
 
 
-@lru_cache(maxsize=None)
+@cache
 def _split(split: str) -> tuple[Tensor, Tensor]:
     from sklearn.datasets import load_digits
     from sklearn.model_selection import train_test_split
@@ -90,14 +90,19 @@ class DigitClassifier(nn.Module):
     def __init__(self, width: int = 32, feature_dim: int = 64) -> None:
         super().__init__()
         self.body = nn.Sequential(
-            nn.Conv2d(1, width, 3, padding=1), nn.ReLU(),
-            nn.Conv2d(width, width, 3, padding=1), nn.ReLU(),
+            nn.Conv2d(1, width, 3, padding=1),
+            nn.ReLU(),
+            nn.Conv2d(width, width, 3, padding=1),
+            nn.ReLU(),
             nn.MaxPool2d(2),
-            nn.Conv2d(width, 2 * width, 3, padding=1), nn.ReLU(),
-            nn.Conv2d(2 * width, 2 * width, 3, padding=1), nn.ReLU(),
+            nn.Conv2d(width, 2 * width, 3, padding=1),
+            nn.ReLU(),
+            nn.Conv2d(2 * width, 2 * width, 3, padding=1),
+            nn.ReLU(),
             nn.MaxPool2d(2),
             nn.Flatten(),
-            nn.Linear(2 * width * (CANVAS_SIDE // 4) ** 2, feature_dim), nn.ReLU(),
+            nn.Linear(2 * width * (CANVAS_SIDE // 4) ** 2, feature_dim),
+            nn.ReLU(),
         )
         self.head = nn.Linear(feature_dim, NUM_CLASSES)
 

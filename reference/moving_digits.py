@@ -49,7 +49,7 @@ def trajectories(count: int, generator: torch.Generator) -> Tensor:
     """Top-left corners ``[count, FRAMES, 2]`` (row, col): a uniform start and a constant integer
     velocity of at most ``MAX_SPEED`` per axis, never zero, bouncing off the canvas border."""
     start = torch.randint(0, SPAN + 1, (count, 2), generator=generator)
-    speeds = torch.tensor([v for v in range(-MAX_SPEED, MAX_SPEED + 1)])
+    speeds = torch.tensor(list(range(-MAX_SPEED, MAX_SPEED + 1)))
     pairs = torch.cartesian_prod(speeds, speeds)
     pairs = pairs[(pairs != 0).any(dim=1)]
     velocity = pairs[torch.randint(0, len(pairs), (count,), generator=generator)]
@@ -132,7 +132,9 @@ def add_noise(x0: Tensor, noise: Tensor, t: Tensor) -> Tensor:
     return (1 - s) * x0 + s * noise
 
 
-def save_moving_digits_stdit3(model: STDiT3, class_table: Tensor, path: Path = MODEL_WEIGHTS, metadata: dict[str, str] | None = None) -> None:
+def save_moving_digits_stdit3(
+    model: STDiT3, class_table: Tensor, path: Path = MODEL_WEIGHTS, metadata: dict[str, str] | None = None
+) -> None:
     """Write the model and class table to one safetensors file and the config to ``path`` with ``.json``."""
     from safetensors.torch import save_file
 
@@ -188,9 +190,7 @@ def sample_moving_digits(
     return ((z + 1.0) / 2.0).clamp(0.0, 1.0)
 
 
-def frame_accuracy(
-    videos: Tensor, labels: Tensor | list[int], classifier: DigitClassifier | None = None
-) -> tuple[float, float]:
+def frame_accuracy(videos: Tensor, labels: Tensor | list[int], classifier: DigitClassifier | None = None) -> tuple[float, float]:
     """Classifier accuracy on generated ``videos [N, 1, FRAMES, 16, 16]`` in [0, 1]: per frame, and
     per video by majority vote over its frames."""
     if classifier is None:

@@ -205,7 +205,7 @@ class MultiHeadCrossAttention(nn.Module):
         self.proj = nn.Linear(d_model, d_model)
 
     def forward(self, x: torch.Tensor, cond: torch.Tensor, mask: Lens | None = None) -> torch.Tensor:
-        B, N, C = x.shape
+        B, _N, _C = x.shape
         k, v = rearrange(self.kv_linear(cond), "... (K H D) -> K (...) H D", K=2, H=self.num_heads)
         if mask is None:
             q = rearrange(self.q_linear(x), "B N (H D) -> 1 H (B N) D", H=self.num_heads)
@@ -220,10 +220,7 @@ class MultiHeadCrossAttention(nn.Module):
             k, v = (rearrange(t, "(B L) H D -> B H L D", B=B) for t in (k, v))
             attn_mask = None
         else:
-            k, v = (
-                rearrange(nn.utils.rnn.pad_sequence(t.split(lens), batch_first=True), "B L H D -> B H L D")
-                for t in (k, v)
-            )
+            k, v = (rearrange(nn.utils.rnn.pad_sequence(t.split(lens), batch_first=True), "B L H D -> B H L D") for t in (k, v))
             valid = torch.arange(max_len, device=x.device)[None] < torch.tensor(lens, device=x.device)[:, None]
             attn_mask = valid[:, None, None, :]
         out = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask)
@@ -233,9 +230,7 @@ class MultiHeadCrossAttention(nn.Module):
 class T2IFinalLayer(nn.Module):
     """PixArt final layer: adaLN-single modulation then a linear projection to patch pixels."""
 
-    def __init__(
-        self, hidden_size: int, num_patch: int, out_channels: int, d_t: int | None = None, d_s: int | None = None
-    ) -> None:
+    def __init__(self, hidden_size: int, num_patch: int, out_channels: int, d_t: int | None = None, d_s: int | None = None) -> None:
         super().__init__()
         self.norm_final = nn.LayerNorm(hidden_size, elementwise_affine=False, eps=1e-6)
         self.linear = nn.Linear(hidden_size, num_patch * out_channels, bias=True)
@@ -344,9 +339,7 @@ class PositionEmbedding2D(nn.Module):
         out = pos[:, None] * self.inv_freq[None]
         return torch.cat((torch.sin(out), torch.cos(out)), dim=-1)
 
-    def forward(
-        self, x: torch.Tensor, h: int, w: int, scale: float = 1.0, base_size: int | None = None
-    ) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, h: int, w: int, scale: float = 1.0, base_size: int | None = None) -> torch.Tensor:
         """``[1, h*w, dim]`` embedding in ``x``'s dtype, tokens in row-major (h, w) order."""
         rows = torch.arange(h, device=x.device) / scale
         cols = torch.arange(w, device=x.device) / scale
@@ -381,9 +374,7 @@ class STDiT3Block(nn.Module):
         self.mlp = Mlp(hidden_size, hidden_features=int(hidden_size * mlp_ratio), act_layer=approx_gelu)
         self.scale_shift_table = nn.Parameter(torch.randn(6, hidden_size) / hidden_size**0.5)
 
-    def t_mask_select(
-        self, x_mask: torch.Tensor, x: torch.Tensor, masked_x: torch.Tensor, T: int, S: int
-    ) -> torch.Tensor:
+    def t_mask_select(self, x_mask: torch.Tensor, x: torch.Tensor, masked_x: torch.Tensor, T: int, S: int) -> torch.Tensor:
         return t_mask_select(x_mask, x, masked_x, T, S)
 
     def forward(
@@ -399,9 +390,9 @@ class STDiT3Block(nn.Module):
     ) -> torch.Tensor:
         """``x`` ``[B, T*S, C]``, ``y`` packed captions, ``t``/``t0`` ``[B, 6C]``, ``mask`` caption lengths."""
         B = x.shape[0]
-        shift_msa, scale_msa, gate_msa, shift_mlp, scale_mlp, gate_mlp = (
-            self.scale_shift_table[None] + t.reshape(B, 6, -1)
-        ).chunk(6, dim=1)
+        shift_msa, scale_msa, gate_msa, shift_mlp, scale_mlp, gate_mlp = (self.scale_shift_table[None] + t.reshape(B, 6, -1)).chunk(
+            6, dim=1
+        )
         if x_mask is not None:
             shift_msa_zero, scale_msa_zero, gate_msa_zero, shift_mlp_zero, scale_mlp_zero, gate_mlp_zero = (
                 self.scale_shift_table[None] + t0.reshape(B, 6, -1)

@@ -204,10 +204,7 @@ class SelfAttention(nn.Module):
         if self.fused_qkv:
             q, k, v = rearrange(self.qkv(x), "B L (K H D) -> K B H L D", K=3, H=self.num_heads)
         else:
-            q, k, v = (
-                rearrange(lin(x), "B L (H D) -> B H L D", H=self.num_heads)
-                for lin in (self.q_proj, self.k_proj, self.v_proj)
-            )
+            q, k, v = (rearrange(lin(x), "B L (H D) -> B H L D", H=self.num_heads) for lin in (self.q_proj, self.k_proj, self.v_proj))
         q, k = self.norm(q, k, v)
         return q, k, v
 
@@ -239,9 +236,7 @@ class Modulation(nn.Module):
 class DoubleStreamBlockProcessor:
     """Computes a double-stream block; kept separate so the projections stay wrappable module calls."""
 
-    def __call__(
-        self, attn: DoubleStreamBlock, img: Tensor, txt: Tensor, vec: Tensor, pe: PosEmb
-    ) -> tuple[Tensor, Tensor]:
+    def __call__(self, attn: DoubleStreamBlock, img: Tensor, txt: Tensor, vec: Tensor, pe: PosEmb) -> tuple[Tensor, Tensor]:
         img_mod1, img_mod2 = attn.img_mod(vec)
         txt_mod1, txt_mod2 = attn.txt_mod(vec)
 
@@ -267,9 +262,7 @@ class DoubleStreamBlockProcessor:
 class DoubleStreamBlock(nn.Module):
     """MMDiT block with separate img/txt weights and joint attention."""
 
-    def __init__(
-        self, hidden_size: int, num_heads: int, mlp_ratio: float, qkv_bias: bool = False, fused_qkv: bool = True
-    ) -> None:
+    def __init__(self, hidden_size: int, num_heads: int, mlp_ratio: float, qkv_bias: bool = False, fused_qkv: bool = True) -> None:
         super().__init__()
         mlp_hidden_dim = int(hidden_size * mlp_ratio)
         self.num_heads = num_heads
@@ -447,14 +440,8 @@ class MMDiTModel(nn.Module):
         self.img_in = nn.Linear(self.in_channels, self.hidden_size, bias=True)
         self.time_in = MLPEmbedder(in_dim=256, hidden_dim=self.hidden_size)
         self.vector_in = MLPEmbedder(config.vec_in_dim, self.hidden_size)
-        self.guidance_in = (
-            MLPEmbedder(in_dim=256, hidden_dim=self.hidden_size) if config.guidance_embed else nn.Identity()
-        )
-        self.cond_in = (
-            nn.Linear(self.in_channels + self.patch_size**2, self.hidden_size, bias=True)
-            if config.cond_embed
-            else nn.Identity()
-        )
+        self.guidance_in = MLPEmbedder(in_dim=256, hidden_dim=self.hidden_size) if config.guidance_embed else nn.Identity()
+        self.cond_in = nn.Linear(self.in_channels + self.patch_size**2, self.hidden_size, bias=True) if config.cond_embed else nn.Identity()
         self.txt_in = nn.Linear(config.context_in_dim, self.hidden_size)
 
         self.double_blocks = nn.ModuleList(
@@ -471,9 +458,7 @@ class MMDiTModel(nn.Module):
         )
         self.single_blocks = nn.ModuleList(
             [
-                SingleStreamBlock(
-                    self.hidden_size, self.num_heads, mlp_ratio=config.mlp_ratio, fused_qkv=config.fused_qkv
-                )
+                SingleStreamBlock(self.hidden_size, self.num_heads, mlp_ratio=config.mlp_ratio, fused_qkv=config.fused_qkv)
                 for _ in range(config.depth_single_blocks)
             ]
         )

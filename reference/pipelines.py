@@ -6,14 +6,49 @@ No weights are downloaded: every part is built from a config with seeded random 
 
 from __future__ import annotations
 
+import itertools
+
 import torch
 from torch import nn
 
 #: Words of the offline T5 vocabulary used by the audio pipelines.
-_WORDS = (
-    "a an the of and with in on hammer hitting wooden surface dog barking rain piano drums guitar loud "
-    "soft low quality noise music beat ambient bird song car engine water tone chord chirp hit"
-).split()
+_WORDS = [
+    "a",
+    "an",
+    "the",
+    "of",
+    "and",
+    "with",
+    "in",
+    "on",
+    "hammer",
+    "hitting",
+    "wooden",
+    "surface",
+    "dog",
+    "barking",
+    "rain",
+    "piano",
+    "drums",
+    "guitar",
+    "loud",
+    "soft",
+    "low",
+    "quality",
+    "noise",
+    "music",
+    "beat",
+    "ambient",
+    "bird",
+    "song",
+    "car",
+    "engine",
+    "water",
+    "tone",
+    "chord",
+    "chirp",
+    "hit",
+]
 
 #: StableAudioDiTModel sizes: (layers, heads, kv heads, head dim, latent frames).
 STABLE_AUDIO_SIZES = {
@@ -162,8 +197,13 @@ def stable_audio_rotary_embedding(model) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 def denoise_stable_audio(
-    model, scheduler, latents: torch.Tensor, encoder_hidden_states: torch.Tensor, global_hidden_states: torch.Tensor,
-    guidance: float, generator: torch.Generator,
+    model,
+    scheduler,
+    latents: torch.Tensor,
+    encoder_hidden_states: torch.Tensor,
+    global_hidden_states: torch.Tensor,
+    guidance: float,
+    generator: torch.Generator,
 ) -> torch.Tensor:
     """``StableAudioPipeline``'s denoising loop on a bare ``StableAudioDiTModel``: one call per step on
     the batch [uncond, cond] (the conditioning tensors already hold both halves), the timestep
@@ -174,8 +214,12 @@ def denoise_stable_audio(
         for t in scheduler.timesteps:
             latent_in = scheduler.scale_model_input(torch.cat([latents, latents]), t)
             out = model(
-                latent_in, t.unsqueeze(0), encoder_hidden_states=encoder_hidden_states,
-                global_hidden_states=global_hidden_states, rotary_embedding=rotary, return_dict=False,
+                latent_in,
+                t.unsqueeze(0),
+                encoder_hidden_states=encoder_hidden_states,
+                global_hidden_states=global_hidden_states,
+                rotary_embedding=rotary,
+                return_dict=False,
             )[0]
             uncond, cond = out.chunk(2)
             latents = scheduler.step(uncond + guidance * (cond - uncond), t, latents, generator=generator).prev_sample
@@ -192,9 +236,20 @@ def stable_audio_pipeline(size: str = "tiny", seed: int = 0):
     torch.manual_seed(seed)
     text_encoder = T5EncoderModel(
         T5Config(
-            vocab_size=len(tokenizer), d_model=24, d_kv=8, d_ff=48, num_layers=1, num_decoder_layers=1, num_heads=3,
-            relative_attention_num_buckets=8, relative_attention_max_distance=16, dropout_rate=0.0,
-            feed_forward_proj="relu", pad_token_id=0, eos_token_id=1, decoder_start_token_id=0,
+            vocab_size=len(tokenizer),
+            d_model=24,
+            d_kv=8,
+            d_ff=48,
+            num_layers=1,
+            num_decoder_layers=1,
+            num_heads=3,
+            relative_attention_num_buckets=8,
+            relative_attention_max_distance=16,
+            dropout_rate=0.0,
+            feed_forward_proj="relu",
+            pad_token_id=0,
+            eos_token_id=1,
+            decoder_start_token_id=0,
         )
     ).eval()
     torch.manual_seed(seed + 1)
@@ -202,16 +257,31 @@ def stable_audio_pipeline(size: str = "tiny", seed: int = 0):
     transformer = stable_audio_transformer(size, seed + 2)
     torch.manual_seed(seed + 3)
     vae = AutoencoderOobleck(
-        encoder_hidden_size=8, downsampling_ratios=[2, 2], channel_multiples=[1, 2], decoder_channels=8,
-        decoder_input_channels=4, audio_channels=2, sampling_rate=16,
+        encoder_hidden_size=8,
+        downsampling_ratios=[2, 2],
+        channel_multiples=[1, 2],
+        decoder_channels=8,
+        decoder_input_channels=4,
+        audio_channels=2,
+        sampling_rate=16,
     ).eval()
     scheduler = CosineDPMSolverMultistepScheduler(
-        sigma_min=0.3, sigma_max=500, sigma_data=1.0, sigma_schedule="exponential", solver_order=2,
-        prediction_type="v_prediction", rho=7.0, final_sigmas_type="zero",
+        sigma_min=0.3,
+        sigma_max=500,
+        sigma_data=1.0,
+        sigma_schedule="exponential",
+        solver_order=2,
+        prediction_type="v_prediction",
+        rho=7.0,
+        final_sigmas_type="zero",
     )
     return StableAudioPipeline(
-        vae=vae, text_encoder=text_encoder, projection_model=projection, tokenizer=tokenizer,
-        transformer=transformer, scheduler=scheduler,
+        vae=vae,
+        text_encoder=text_encoder,
+        projection_model=projection,
+        tokenizer=tokenizer,
+        transformer=transformer,
+        scheduler=scheduler,
     )
 
 
@@ -240,9 +310,16 @@ def stable_audio_tools_transformer(size: str = "tiny", seed: int = 0, global_con
     depth, heads, width, conditioning = TOOLS_SIZES[size]
     torch.manual_seed(seed)
     model = DiffusionTransformer(
-        io_channels=8, embed_dim=width, depth=depth, num_heads=heads, cond_token_dim=conditioning,
-        global_cond_dim=12, project_cond_tokens=False, transformer_type="continuous_transformer",
-        global_cond_type=global_cond_type, zero_init_branch_outputs=False,
+        io_channels=8,
+        embed_dim=width,
+        depth=depth,
+        num_heads=heads,
+        cond_token_dim=conditioning,
+        global_cond_dim=12,
+        project_cond_tokens=False,
+        transformer_type="continuous_transformer",
+        global_cond_type=global_cond_type,
+        zero_init_branch_outputs=False,
     )
     randomize_zero_parameters(model, seed=seed + 1)
     return model.eval()
@@ -257,8 +334,14 @@ def stdit3(size: str = "tiny", seed: int = 0):
     torch.manual_seed(seed)
     model = STDiT3(
         STDiT3Config(
-            depth=depth, hidden_size=width, num_heads=heads, patch_size=(1, 2, 2), in_channels=4,
-            caption_channels=caption, model_max_length=tokens, qk_norm=True,
+            depth=depth,
+            hidden_size=width,
+            num_heads=heads,
+            patch_size=(1, 2, 2),
+            in_channels=4,
+            caption_channels=caption,
+            model_max_length=tokens,
+            qk_norm=True,
         )
     )
     randomize_zero_parameters(model, seed=seed + 1)
@@ -304,16 +387,27 @@ def mmdit(size: str = "tiny", seed: int = 0, fused: bool = False):
     torch.manual_seed(seed)
     model = MMDiTModel(
         MMDiTConfig(
-            in_channels=16, vec_in_dim=12, context_in_dim=24, hidden_size=width, num_heads=heads,
-            depth=double, depth_single_blocks=single, axes_dim=axes, fused_qkv=fused,
-            use_liger_rope=not fused, cond_embed=not fused, guidance_embed=fused,
+            in_channels=16,
+            vec_in_dim=12,
+            context_in_dim=24,
+            hidden_size=width,
+            num_heads=heads,
+            depth=double,
+            depth_single_blocks=single,
+            axes_dim=axes,
+            fused_qkv=fused,
+            use_liger_rope=not fused,
+            cond_embed=not fused,
+            guidance_embed=fused,
         )
     )
     randomize_zero_parameters(model, seed=seed + 1)
     return model.eval()
 
 
-def sample_mmdit(model, steps: int, seed: int = 0, samples: int = 1, text_scale: float = 7.5, image_scale: float = 3.0, size: str = "tiny") -> torch.Tensor:
+def sample_mmdit(
+    model, steps: int, seed: int = 0, samples: int = 1, text_scale: float = 7.5, image_scale: float = 3.0, size: str = "tiny"
+) -> torch.Tensor:
     """Open-Sora 2.0's denoiser for text-to-video: timesteps ``linspace(1, 0, N + 1)``, guidance as one
     batch [cond, uncond, uncond] (text, negative, negative; image condition on the first two), and
     ``img += (t_prev - t) * v``. The Flux-style variant gets its distilled guidance instead."""
@@ -338,7 +432,7 @@ def sample_mmdit(model, steps: int, seed: int = 0, samples: int = 1, text_scale:
         extra["guidance"] = torch.full((3 * samples,), 4.0)
     timesteps = torch.linspace(1, 0, steps + 1).tolist()
     with torch.no_grad():
-        for t, t_prev in zip(timesteps[:-1], timesteps[1:]):
+        for t, t_prev in itertools.pairwise(timesteps):
             out = model(img=torch.cat([img, img, img]), timesteps=torch.full((3 * samples,), t), **extra)
             cond, uncond_image, uncond = out.chunk(3)
             velocity = uncond + image_scale * (uncond_image - uncond) + text_scale * (cond - uncond_image)

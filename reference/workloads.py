@@ -32,8 +32,13 @@ def stdit3_tiny() -> Workload:
     """Open-Sora v1.2 STDiT3 (tiny) with its RFLOW sampler; outputs are latents ``[B, 4, T, H, W]``."""
     model = pipelines.stdit3("tiny", seed=0)
     return Workload(
-        model, lambda seed, steps: pipelines.sample_stdit3(model, steps, seed=seed), "video",
-        default_steps=30, solver="rflow", data_range=None, description="STDiT3 (tiny, random weights)",
+        model,
+        lambda seed, steps: pipelines.sample_stdit3(model, steps, seed=seed),
+        "video",
+        default_steps=30,
+        solver="rflow",
+        data_range=None,
+        description="STDiT3 (tiny, random weights)",
     )
 
 
@@ -45,7 +50,9 @@ def mmdit_tiny() -> Workload:
         packed = pipelines.sample_mmdit(model, steps, seed=seed)  # [B, tokens, 16]
         return packed.transpose(1, 2)[:, :, None, :]  # [B, 16, 1, tokens]: one row image per channel
 
-    return Workload(model, generate, "image", default_steps=50, solver="rectified-flow", data_range=None, description="MMDiT (tiny, random weights)")
+    return Workload(
+        model, generate, "image", default_steps=50, solver="rectified-flow", data_range=None, description="MMDiT (tiny, random weights)"
+    )
 
 
 def _solver_switch(current: dict[str, str], choices: tuple[str, ...]):
@@ -70,7 +77,12 @@ def digits() -> Workload:
         return reference.sample_digits(model, list(range(reference.NUM_CLASSES)), steps, scheduler=solver["name"], seed=seed)
 
     return Workload(
-        model, generate, "image", default_steps=50, solver="ddim", description="digits DiT (trained, 16x16 pixels)",
+        model,
+        generate,
+        "image",
+        default_steps=50,
+        solver="ddim",
+        description="digits DiT (trained, 16x16 pixels)",
         set_solver=_solver_switch(solver, reference.SCHEDULERS),
     )
 
@@ -85,8 +97,13 @@ def tones() -> Workload:
         return reference.sample_tones(model, list(range(len(reference.CLASSES))), steps, seed=seed)
 
     return Workload(
-        model, generate, "audio", default_steps=50, solver="CosineDPMSolverMultistepScheduler",
-        sample_rate=reference.SAMPLE_RATE, description="tones Stable Audio DiT (trained, 8 kHz waveform)",
+        model,
+        generate,
+        "audio",
+        default_steps=50,
+        solver="CosineDPMSolverMultistepScheduler",
+        sample_rate=reference.SAMPLE_RATE,
+        description="tones Stable Audio DiT (trained, 8 kHz waveform)",
     )
 
 

@@ -41,7 +41,7 @@ class Entry:
 
 #: The shipped schedules. Each keeps half the MACs of its components' work (the frontier's 2x point),
 #: planned on probed runs whose skipped steps extrapolate linearly: on the frontier the most faithful
-#: method at 2x on every reference model (see BENCHMARKS.md).
+#: method at 2x on every reference model (see docs/frontier.md).
 ENTRIES = (
     Entry("digits-dit-ddim-50", "digits", "ddim", 50, samples=4, macs=0.5, probes=24),
     Entry("digits-dit-dpm-25", "digits", "dpm", 25, samples=4, macs=0.5, probes=12),
@@ -64,7 +64,12 @@ def make(entry: Entry, recalibrate: bool = True) -> smoothcache.Schedule:
 
         profile = smoothcache.calibrate(workload.model, run, solver=entry.scheduler or workload.solver)
         profile = smoothcache.probe(
-            workload.model, profile, lambda: workload.generate(0, entry.steps), probes=entry.probes, run_lengths=entry.run_lengths, fill=entry.fill
+            workload.model,
+            profile,
+            lambda: workload.generate(0, entry.steps),
+            probes=entry.probes,
+            run_lengths=entry.run_lengths,
+            fill=entry.fill,
         )
         profile.save(profile_path)
     else:
@@ -91,15 +96,21 @@ def make(entry: Entry, recalibrate: bool = True) -> smoothcache.Schedule:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--only", nargs="+", choices=[e.name for e in ENTRIES], help="make these entries only")
-    parser.add_argument("--from-profiles", action="store_true", help="derive the schedules from the shipped profiles (same weights) instead of recalibrating")
+    parser.add_argument(
+        "--from-profiles",
+        action="store_true",
+        help="derive the schedules from the shipped profiles (same weights) instead of recalibrating",
+    )
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
     for entry in ENTRIES:
         if args.only and entry.name not in args.only:
             continue
         schedule = make(entry, recalibrate=not args.from_profiles)
-        print(f"{entry.name}: {len(schedule.tables)} lists x {schedule.steps} steps, MAC fraction "
-              f"{schedule.provenance['mac_fraction']:.3f}", flush=True)
+        print(
+            f"{entry.name}: {len(schedule.tables)} lists x {schedule.steps} steps, MAC fraction {schedule.provenance['mac_fraction']:.3f}",
+            flush=True,
+        )
 
 
 if __name__ == "__main__":

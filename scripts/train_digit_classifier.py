@@ -19,14 +19,21 @@ from safetensors.torch import save_file
 from torch.nn import functional as F
 
 from smoothcache.reference.digits import (
-    CANVAS_SIDE, CLASSIFIER_WEIGHTS, DIGIT_SIDE, DigitClassifier, load_digits_8, load_digits_16, place_digit, upscale_digits,
+    CANVAS_SIDE,
+    CLASSIFIER_WEIGHTS,
+    DIGIT_SIDE,
+    DigitClassifier,
+    load_digits_8,
+    load_digits_16,
+    place_digit,
+    upscale_digits,
 )
 
 
 def placed_at_random(digits8: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
     """Each digit at its own random offset on the canvas, as in a video frame."""
     offsets = torch.randint(0, CANVAS_SIDE - DIGIT_SIDE + 1, (len(digits8), 2), generator=generator)
-    return torch.stack([place_digit(digit, int(row), int(col)) for digit, (row, col) in zip(digits8, offsets)])
+    return torch.stack([place_digit(digit, int(row), int(col)) for digit, (row, col) in zip(digits8, offsets, strict=False)])
 
 
 def jittered(images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:

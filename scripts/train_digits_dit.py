@@ -23,8 +23,16 @@ from torch import nn
 from torch.nn import functional as F
 
 from smoothcache.reference.digits import (
-    DEFAULT_GUIDANCE, DIT_WEIGHTS, NULL_CLASS, NUM_CLASSES, WEIGHTS, digit_accuracy, load_digit_classifier,
-    load_digits_16, sample_digits, training_scheduler,
+    DEFAULT_GUIDANCE,
+    DIT_WEIGHTS,
+    NULL_CLASS,
+    NUM_CLASSES,
+    WEIGHTS,
+    digit_accuracy,
+    load_digit_classifier,
+    load_digits_16,
+    sample_digits,
+    training_scheduler,
 )
 
 #: 6 blocks of width 128 (4 heads x 32) over 8x8 = 64 patches of 2x2 pixels.
@@ -65,7 +73,7 @@ def build_model(seed: int) -> DiTTransformer2DModel:
 
 def update_ema(ema: nn.Module, model: nn.Module, decay: float) -> None:
     with torch.no_grad():
-        for average, current in zip(ema.parameters(), model.parameters()):
+        for average, current in zip(ema.parameters(), model.parameters(), strict=False):
             average.lerp_(current, 1.0 - decay)
 
 
@@ -75,7 +83,7 @@ def plot_loss(history: list[tuple[int, float]], path: Path) -> None:
     matplotlib.use("Agg")
     from matplotlib import pyplot as plt
 
-    steps, losses = zip(*history)
+    steps, losses = zip(*history, strict=False)
     figure, axis = plt.subplots(figsize=(6, 3.5))
     axis.plot(steps, losses)
     axis.set_xlabel("training step")

@@ -2,7 +2,8 @@
 
 Open-Sora v1.2's rectified-flow objective in pixel space: ``t`` drawn uniformly in [0, 1000] (its
 ``RFlowScheduler(sample_method="uniform")``; ``--timesteps logit-normal`` is the other choice, which
-trains the ends of the path too rarely for a short run: sampled frames keep speckles of noise), ``x_t = (1 - t/1000) x0 + (t/1000) noise``, the model regresses
+trains the ends of the path too rarely for a short run: sampled frames keep speckles of noise),
+``x_t = (1 - t/1000) x0 + (t/1000) noise``, the model regresses
 the velocity ``x0 - noise``. The class is a caption of 8 learnt tokens (an entry of the class table;
 one token taught the model nothing of the class, see the model card); the model's own
 ``CaptionEmbedder`` drops it to the null caption 10 % of the time in train mode, for classifier-free
@@ -13,7 +14,8 @@ generated videos scored with the shared digit classifier at several guidance sca
 repository root (the defaults are the shipped model's run: 7,300 steps, the count ``--minutes 7`` chose
 on one NVIDIA H200, where they took 463 s; about 5 hours on 2 CPU cores):
 
-    python scripts/train_moving_digits.py --device cuda [--steps N | --minutes M] [--checkpoint-every N] [--out reference/weights/moving-digits-stdit3.safetensors]
+    python scripts/train_moving_digits.py --device cuda [--steps N | --minutes M] [--checkpoint-every N] \
+        [--out reference/weights/moving-digits-stdit3.safetensors]
 """
 
 from __future__ import annotations
@@ -32,8 +34,17 @@ from torch.nn import functional as F
 
 from smoothcache.reference.digits import NUM_CLASSES, load_digit_classifier
 from smoothcache.reference.moving_digits import (
-    MODEL_WEIGHTS, NUM_TIMESTEPS, add_noise, centroids, class_captions, frame_accuracy, model_config,
-    model_kwargs, moving_digits, sample_moving_digits, save_moving_digits_stdit3,
+    MODEL_WEIGHTS,
+    NUM_TIMESTEPS,
+    add_noise,
+    centroids,
+    class_captions,
+    frame_accuracy,
+    model_config,
+    model_kwargs,
+    moving_digits,
+    sample_moving_digits,
+    save_moving_digits_stdit3,
 )
 from smoothcache.reference.opensora_v12 import STDiT3
 
@@ -108,7 +119,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=7300)
     parser.add_argument(
-        "--minutes", type=float,
+        "--minutes",
+        type=float,
         help="train for about this many minutes instead: --steps is fixed at the end of warm-up from the speed over "
         "its second half (the cosine schedule starts after it, so --steps N with the recorded N reproduces the run)",
     )
@@ -132,7 +144,9 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=MODEL_WEIGHTS)
     parser.add_argument("--summary", type=Path, help="also write losses and scores to this JSON file")
     parser.add_argument(
-        "--checkpoint-every", type=int, default=0,
+        "--checkpoint-every",
+        type=int,
+        default=0,
         help="every N steps also save the EMA weights to --out (and the summary so far), so that a run killed "
         "before the end leaves usable weights; 0: only at the end",
     )
@@ -177,8 +191,11 @@ def main() -> None:
         save), with the step count reached."""
         model, class_table = copy.deepcopy(ema).cpu().model, ema.class_table.detach().cpu()
         metadata = {
-            "steps": str(args.steps), "steps_done": str(len(losses)), "batch": str(args.batch),
-            "train_seconds": f"{seconds:.0f}", "parameters": str(parameters),
+            "steps": str(args.steps),
+            "steps_done": str(len(losses)),
+            "batch": str(args.batch),
+            "train_seconds": f"{seconds:.0f}",
+            "parameters": str(parameters),
             "final_loss": f"{sum(losses[-100:]) / len(losses[-100:]):.4f}",
         }
         partial = args.out.with_name(args.out.stem + ".partial" + args.out.suffix)
@@ -189,8 +206,13 @@ def main() -> None:
     def write_summary(losses: list[float], seconds: float, results: dict[float, dict[str, float]]) -> None:
         if args.summary is not None:
             summary = {
-                "steps": args.steps, "steps_done": len(losses), "train_seconds": seconds, "steps_per_second": rate,
-                "parameters": parameters, "losses": losses, "eval": results,
+                "steps": args.steps,
+                "steps_done": len(losses),
+                "train_seconds": seconds,
+                "steps_per_second": rate,
+                "parameters": parameters,
+                "losses": losses,
+                "eval": results,
             }
             args.summary.write_text(json.dumps(summary | {"args": {k: str(v) for k, v in vars(args).items()}}))
 

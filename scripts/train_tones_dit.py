@@ -37,7 +37,6 @@ from smoothcache.reference.tones import (
     GUIDANCE,
     MODEL_DIR,
     SAMPLES,
-    from_frames,
     sample_tones,
     to_frames,
     tones_dataset,
@@ -84,7 +83,16 @@ class Conditioning(nn.Module):
         return encoder.unsqueeze(1), self.global_embedding.expand(len(labels), 1, -1)
 
 
-def edm_loss(model, conditioning: Conditioning, rotary, x0: torch.Tensor, labels: torch.Tensor, sigma: torch.Tensor, noise: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
+def edm_loss(
+    model,
+    conditioning: Conditioning,
+    rotary,
+    x0: torch.Tensor,
+    labels: torch.Tensor,
+    sigma: torch.Tensor,
+    noise: torch.Tensor,
+    keep: torch.Tensor,
+) -> torch.Tensor:
     """MSE of F against its target, with the scheduler's own preconditioning."""
     s = sigma[:, None, None]
     x = x0 + s * noise
@@ -92,7 +100,14 @@ def edm_loss(model, conditioning: Conditioning, rotary, x0: torch.Tensor, labels
     c_out = -s * SIGMA_DATA / (s**2 + SIGMA_DATA**2).sqrt()
     c_in = 1 / (s**2 + SIGMA_DATA**2).sqrt()
     encoder, global_states = conditioning(labels, keep)
-    out = model(c_in * x, sigma.atan() * 2 / math.pi, encoder_hidden_states=encoder, global_hidden_states=global_states, rotary_embedding=rotary, return_dict=False)[0]
+    out = model(
+        c_in * x,
+        sigma.atan() * 2 / math.pi,
+        encoder_hidden_states=encoder,
+        global_hidden_states=global_states,
+        rotary_embedding=rotary,
+        return_dict=False,
+    )[0]
     return F.mse_loss(out, (x0 - c_skip * x) / c_out)
 
 
@@ -111,8 +126,13 @@ def train(args: argparse.Namespace) -> None:
 
     # built first: it needs torchsde, and a run should not fail on that after training
     scheduler = CosineDPMSolverMultistepScheduler(
-        sigma_min=SIGMA_MIN, sigma_max=SIGMA_MAX, sigma_data=SIGMA_DATA, sigma_schedule="exponential", solver_order=2,
-        prediction_type="v_prediction", final_sigmas_type="zero",
+        sigma_min=SIGMA_MIN,
+        sigma_max=SIGMA_MAX,
+        sigma_data=SIGMA_DATA,
+        sigma_schedule="exponential",
+        solver_order=2,
+        prediction_type="v_prediction",
+        final_sigmas_type="zero",
     )
     device = torch.device(args.device)
     model = build_model(args.layers, args.head_dim, args.seed).to(device).train()
@@ -149,7 +169,7 @@ def train(args: argparse.Namespace) -> None:
         schedule.step()
         decay = min(args.ema, (1 + step) / (10 + step))
         with torch.no_grad():
-            for ema, p in zip(ema_parameters, parameters):
+            for ema, p in zip(ema_parameters, parameters, strict=False):
                 ema.lerp_(p, 1 - decay)
         history["step"].append(step)
         history["loss"].append(loss.item())
@@ -159,22 +179,36 @@ def train(args: argparse.Namespace) -> None:
             history["validation_step"].append(step)
             history["validation"].append(value)
             recent = sum(history["loss"][-args.validate_every :]) / len(history["loss"][-args.validate_every :])
-            print(f"step {step:5d}  loss {recent:.4f}  validation (EMA) {value:.4f}  {time.perf_counter() - start:7.1f} s wall  {time.process_time() - cpu_start:7.1f} s CPU", flush=True)
+            print(
+                f"step {step:5d}  loss {recent:.4f}  validation (EMA) {value:.4f}  "
+                f"{time.perf_counter() - start:7.1f} s wall  {time.process_time() - cpu_start:7.1f} s CPU",
+                flush=True,
+            )
     seconds, cpu_seconds = time.perf_counter() - start, time.process_time() - cpu_start
     # CPU time over the threads is what the run takes on an otherwise idle machine (the cores are shared).
-    print(f"training wall time: {seconds:.0f} s ({seconds / 60:.1f} min); CPU time {cpu_seconds:.0f} s over {torch.get_num_threads()} threads", flush=True)
+    print(
+        f"training wall time: {seconds:.0f} s ({seconds / 60:.1f} min); "
+        f"CPU time {cpu_seconds:.0f} s over {torch.get_num_threads()} threads",
+        flush=True,
+    )
 
     ema_model, ema_conditioning = ema_model.cpu(), ema_conditioning.cpu()
     ema_model.save_pretrained(MODEL_DIR)
     scheduler.save_config(MODEL_DIR)
     save_file(
-        {"class_embeddings": ema_conditioning.class_embeddings.detach().contiguous(), "global_embedding": ema_conditioning.global_embedding.detach().contiguous()},
+        {
+            "class_embeddings": ema_conditioning.class_embeddings.detach().contiguous(),
+            "global_embedding": ema_conditioning.global_embedding.detach().contiguous(),
+        },
         CONDITIONING_FILE,
         metadata={"classes": ",".join(CLASSES)},
     )
     where = torch.cuda.get_device_name(device) if device.type == "cuda" else f"{torch.get_num_threads()} CPU threads"
     plot_loss(history, f"{seconds / 60:.1f} min on {where}", args.plot)
-    print(json.dumps({"seconds": round(seconds), "cpu_seconds": round(cpu_seconds), "final_validation": history["validation"][-1]}), flush=True)
+    print(
+        json.dumps({"seconds": round(seconds), "cpu_seconds": round(cpu_seconds), "final_validation": history["validation"][-1]}),
+        flush=True,
+    )
 
 
 def plot_loss(history: dict[str, list], duration: str, path: Path) -> None:
@@ -209,9 +243,14 @@ class SpectrogramClassifier(nn.Module):
     def __init__(self) -> None:
         super().__init__()
         self.net = nn.Sequential(
-            nn.Conv2d(1, 16, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
-            nn.Conv2d(16, 32, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
-            nn.Conv2d(32, 32, 3, padding=1), nn.ReLU(),
+            nn.Conv2d(1, 16, 3, padding=1),
+            nn.ReLU(),
+            nn.MaxPool2d(2),
+            nn.Conv2d(16, 32, 3, padding=1),
+            nn.ReLU(),
+            nn.MaxPool2d(2),
+            nn.Conv2d(32, 32, 3, padding=1),
+            nn.ReLU(),
         )
         self.head = nn.Linear(64, len(CLASSES))
 
@@ -270,7 +309,9 @@ def evaluate(args: argparse.Namespace) -> None:
             mask = labels == c
             lsd, nearest = spectral_distances(audio[mask], reference_audio[reference_labels == c])
             row[label] = {"accuracy": (predicted[mask] == c).float().mean().item(), "lsd": lsd, "nearest_lsd": nearest}
-        cells = "  ".join(f"{label} {row[label]['accuracy']:.2f}/{row[label]['lsd']:.1f}/{row[label]['nearest_lsd']:.1f}" for label in CLASSES)
+        cells = "  ".join(
+            f"{label} {row[label]['accuracy']:.2f}/{row[label]['lsd']:.1f}/{row[label]['nearest_lsd']:.1f}" for label in CLASSES
+        )
         print(f"{name:28s} accuracy {row['accuracy']:.3f}  (class acc/LSD dB/nearest LSD dB) {cells}", flush=True)
         return row
 

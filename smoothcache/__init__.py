@@ -6,18 +6,18 @@ Two lines in a diffusers pipeline::
     handle = smoothcache.wrap(pipe.transformer, schedule="dit50.json")
 
 This module is the public face; the engine lives in ``smoothcache_core``, the model families in
-``smoothcache.adapters`` and the plugin registry in ``smoothcache.plugins``.
+``smoothcache.builtin`` (registered like any plugin) and the plugin registry in ``smoothcache.plugins``.
 """
 
 from __future__ import annotations
 
 import os
+from collections.abc import Callable, Mapping
 from importlib import metadata
-from typing import Any, Callable, Mapping
+from typing import Any
 
 from torch import nn
 
-from smoothcache import adapters
 from smoothcache.plugins import hookimpl, registry
 from smoothcache_core import (
     AdapterError,
@@ -29,8 +29,8 @@ from smoothcache_core import (
     GenerationError,
     GroupAdapter,
     MacReport,
-    ModelGroup,
     ModelAdapter,
+    ModelGroup,
     ProfileError,
     Schedule,
     ScheduleError,
@@ -39,8 +39,10 @@ from smoothcache_core import (
     attach,
     check_components,
     count_macs,
-    probe as probe_steps,
     record,
+)
+from smoothcache_core import (
+    probe as probe_steps,
 )
 
 try:
@@ -75,6 +77,11 @@ __all__ = [
 ]
 
 
+def adapters() -> list[str]:
+    """Sorted names of every registered adapter (built-in and from installed plugin packages)."""
+    return registry().names()
+
+
 def register_plugin(plugin: Any, name: str | None = None) -> None:
     """Register a plugin (a module or object with ``@smoothcache.hookimpl`` functions) at runtime."""
     registry().register(plugin, name)
@@ -93,8 +100,7 @@ def _as_model(model: Any) -> nn.Module:
     """Accept a module, a ``torch.compile``-d module, or a pipeline: its ``transformer``, or a
     :class:`ModelGroup` of ``transformer`` and ``transformer_2`` when it has both."""
     if not isinstance(model, nn.Module):
-        denoisers = {name: getattr(model, name, None) for name in DENOISERS}
-        denoisers = {name: _uncompiled(module) for name, module in denoisers.items() if isinstance(module, nn.Module)}
+        denoisers = {name: _uncompiled(module) for name in DENOISERS if isinstance(module := getattr(model, name, None), nn.Module)}
         if len(denoisers) > 1:
             return ModelGroup(denoisers)
         model = getattr(model, "transformer", model)
@@ -116,9 +122,7 @@ def resolve_adapter(model: nn.Module, adapter: str | ModelAdapter | None) -> Mod
     elif isinstance(adapter, ModelAdapter):
         chosen = adapter
     else:
-        raise AdapterError(
-            f"adapter must be a registered name, a ModelAdapter or None, got {type(adapter).__name__}"
-        )
+        raise AdapterError(f"adapter must be a registered name, a ModelAdapter or None, got {type(adapter).__name__}")
     if not chosen.matches(model):
         raise AdapterError(
             f"adapter {chosen.name!r} does not match {type(model).__name__}; "
@@ -134,9 +138,7 @@ def _as_schedule(schedule: Schedule | Mapping | str | os.PathLike | None) -> Sch
         return Schedule.from_dict(schedule)
     if isinstance(schedule, (str, os.PathLike)):
         return Schedule.load(schedule)
-    raise ScheduleError(
-        f"schedule must be a Schedule, a dict, a path to a .json file or None, got {type(schedule).__name__}"
-    )
+    raise ScheduleError(f"schedule must be a Schedule, a dict, a path to a .json file or None, got {type(schedule).__name__}")
 
 
 def wrap(
@@ -239,5 +241,7 @@ def mac_report(
     module = _as_model(model)
     chosen = resolve_adapter(module, adapter)
     parsed = _as_schedule(schedule)
+    if parsed is None:
+        raise ScheduleError("mac_report needs a schedule: a Schedule, a mapping of 0/1 lists, or a schedule file")
     components = check_components(module, chosen)
     return count_macs(components, evaluate).for_schedule(parsed.compile(components), components)

@@ -16,8 +16,9 @@ import statistics
 import sys
 import time
 import warnings
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, Callable, NoReturn, Sequence
+from typing import Any, NoReturn
 
 import torch
 from torch import nn
@@ -26,8 +27,8 @@ import smoothcache
 from smoothcache.plugins import registry
 from smoothcache.workloads import Workload, WorkloadError, load
 from smoothcache_core import ErrorProfile, Schedule, SmoothCacheError
-from smoothcache_core.schedule import has_single_stack, type_key
 from smoothcache_core.metrics import fidelity
+from smoothcache_core.schedule import has_single_stack, type_key
 from smoothcache_core.sensitivity import probe_runs
 
 EXAMPLES = {
@@ -111,7 +112,9 @@ def _parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     def command(name: str, help_text: str) -> argparse.ArgumentParser:
-        return commands.add_parser(name, help=help_text, description=help_text, epilog=EXAMPLES[name], formatter_class=argparse.RawDescriptionHelpFormatter)
+        return commands.add_parser(
+            name, help=help_text, description=help_text, epilog=EXAMPLES[name], formatter_class=argparse.RawDescriptionHelpFormatter
+        )
 
     def model_arguments(sub: argparse.ArgumentParser) -> None:
         sub.add_argument("model", metavar="MODEL", help="pipeline folder, package.module:factory, or hub id")
@@ -131,17 +134,23 @@ def _parser() -> argparse.ArgumentParser:
     calibrate.add_argument("--samples", type=_positive_integer, default=10, help="calibration generations, seeds 0..samples-1 (default 10)")
     calibrate.add_argument("--lookahead", type=_positive_integer, default=3, help="largest lag k measured (default 3)")
     calibrate.add_argument(
-        "--probes", type=_non_negative_integer, default=0,
+        "--probes",
+        type=_non_negative_integer,
+        default=0,
         help="also probe how much the output moves when reusing at N evenly spaced steps (N + 2 more generations of seed 0; "
         "N >= steps - 2 probes every step; default 0: off)",
     )
     calibrate.add_argument(
-        "--run-lengths", type=_positive_integer, default=1,
+        "--run-lengths",
+        type=_positive_integer,
+        default=1,
         help="probe runs of reuse of 1..K steps from each probed step (K generations per step; K >= 2 enables "
         "`schedule --method runs`; default 1)",
     )
     calibrate.add_argument(
-        "--fill", choices=("reuse", "linear"), default="reuse",
+        "--fill",
+        choices=("reuse", "linear"),
+        default="reuse",
         help="what probed runs return at skipped steps: the last computed value (default) or the line through the last "
         "two; `schedule --method runs` then fills the same way",
     )
@@ -156,17 +165,22 @@ def _parser() -> argparse.ArgumentParser:
     target.add_argument("--macs", type=_mac_fraction, help="fraction of MACs to keep, in (0, 1]")
     schedule.add_argument("--granularity", choices=("type", "block"), default="type")
     schedule.add_argument(
-        "--method", choices=("greedy", "optimal", "runs"), default="greedy",
+        "--method",
+        choices=("greedy", "optimal", "runs"),
+        default="greedy",
         help="greedy: the paper's scan; optimal: least component error under the MAC budget; runs: least probed "
         "final-output error of runs of reuse (needs calibrate --probes N --run-lengths 2)",
     )
     schedule.add_argument("--lookahead", type=_positive_integer, help="use lags (runs: run lengths) up to this (default: the profile's)")
     schedule.add_argument(
-        "--weighting", choices=("uniform", "sensitivity"), default="uniform",
+        "--weighting",
+        choices=("uniform", "sensitivity"),
+        default="uniform",
         help="weigh every step's error alike, as the paper (default), or by the sensitivity probed with calibrate --probes",
     )
     schedule.add_argument(
-        "--fill", choices=("reuse", "linear"),
+        "--fill",
+        choices=("reuse", "linear"),
         help="what skipped steps return: the last computed value, or the line through the last two "
         "(default: runs fill as the profile was probed, the others reuse)",
     )
@@ -224,7 +238,8 @@ def _check_outputs(args: argparse.Namespace) -> None:
         _check_output_file("--plot", args.plot, "plot.png")
 
 
-def _workload(args: argparse.Namespace, require: bool = True) -> Workload | nn.Module:
+def _loaded(args: argparse.Namespace) -> Workload | nn.Module:
+    """MODEL as a workload (on the device, with the chosen scheduler), or a bare model."""
     loaded = load(args.model, prompt=args.prompt, labels=args.labels)
     if isinstance(loaded, Workload):
         if args.scheduler:
@@ -233,8 +248,13 @@ def _workload(args: argparse.Namespace, require: bool = True) -> Workload | nn.M
             loaded.solver = loaded.set_solver(args.scheduler)
         if loaded.pipeline is not None:
             loaded.pipeline.to(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
-        return loaded
-    if require:
+    return loaded
+
+
+def _workload(args: argparse.Namespace) -> Workload:
+    """MODEL as a workload; a bare model cannot generate, so commands that sample refuse it."""
+    loaded = _loaded(args)
+    if not isinstance(loaded, Workload):
         raise WorkloadError(f"{args.model!r} is a bare model; this command needs a pipeline or a factory returning a Workload")
     return loaded
 
@@ -246,9 +266,9 @@ def _model_of(target: Workload | nn.Module) -> nn.Module:
 def _print_table(headers: list[str], rows: list[list[Any]]) -> None:
     cells = [[f"{v:.4g}" if isinstance(v, float) else str(v) for v in row] for row in rows]
     widths = [max(len(h), *(len(r[i]) for r in cells)) if cells else len(h) for i, h in enumerate(headers)]
-    print("  ".join(h.ljust(w) for h, w in zip(headers, widths)))
+    print("  ".join(h.ljust(w) for h, w in zip(headers, widths, strict=False)))
     for row in cells:
-        print("  ".join(c.ljust(w) for c, w in zip(row, widths)))
+        print("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=False)))
 
 
 def _measure_profile(workload: Workload, adapter: str | None) -> ErrorProfile:
@@ -270,7 +290,7 @@ def cmd_adapters(args: argparse.Namespace) -> None:
 
 
 def cmd_inspect(args: argparse.Namespace) -> None:
-    target = _workload(args, require=False)
+    target = _loaded(args)
     model = _model_of(target)
     adapter = smoothcache.resolve_adapter(model, args.adapter)
     components = smoothcache.check_components(model, adapter)
@@ -278,7 +298,7 @@ def cmd_inspect(args: argparse.Namespace) -> None:
     macs = None
     if isinstance(target, Workload):
         profile = _measure_profile(target, args.adapter)
-        macs = dict(zip((c.key for c in profile.components), profile.macs))
+        macs = dict(zip((c.key for c in profile.components), profile.macs, strict=False))
         print(f"MACs of one model evaluation: {profile.evaluation_macs:,} (measured on a 2-step generation)")
     single = has_single_stack(components)
     groups: dict[str, list] = {}
@@ -287,7 +307,7 @@ def cmd_inspect(args: argparse.Namespace) -> None:
     rows = []
     for key, members in groups.items():
         per_call = sum(macs[c.key] for c in members) if macs else None
-        share = f"{100 * per_call / profile.evaluation_macs:.1f} %" if macs and profile.evaluation_macs else "n/a"
+        share = f"{100 * per_call / profile.evaluation_macs:.1f} %" if per_call is not None and profile.evaluation_macs else "n/a"
         rows.append([key, members[0].kind, members[0].block_kind, len(members), f"{per_call:,}" if per_call is not None else "n/a", share])
     _print_table(["type", "kind", "stack", "blocks", "MACs (all blocks)", "share of evaluation"], rows)
     if macs and profile.evaluation_macs:
@@ -310,14 +330,22 @@ def cmd_calibrate(args: argparse.Namespace) -> None:
                 bar.set_postfix(sample=f"{seed + 1}/{args.samples}")
                 workload.generate(seed, steps)
 
-        profile = smoothcache.calibrate(workload.target, run, adapter=adapter, lookahead=args.lookahead, solver=workload.solver, on_evaluation=bar.update)
+        profile = smoothcache.calibrate(
+            workload.target, run, adapter=adapter, lookahead=args.lookahead, solver=workload.solver, on_evaluation=bar.update
+        )
     if args.probes:
         probes = None if args.probes >= profile.steps - 2 else args.probes
         total = len(probe_runs(profile.steps, probes, args.run_lengths))
         with tqdm(total=total, desc="probing", unit="generation", file=sys.stderr) as bar:
             profile = smoothcache.probe(
-                workload.target, profile, lambda: workload.generate(0, steps), adapter=adapter, probes=probes, on_probe=bar.update,
-                run_lengths=args.run_lengths, fill=args.fill,
+                workload.target,
+                profile,
+                lambda: workload.generate(0, steps),
+                adapter=adapter,
+                probes=probes,
+                on_probe=bar.update,
+                run_lengths=args.run_lengths,
+                fill=args.fill,
             )
     profile.save(args.output)
     if args.plot:
@@ -325,7 +353,7 @@ def cmd_calibrate(args: argparse.Namespace) -> None:
     print(
         f"wrote {args.output}: {len(profile.components)} components, {profile.steps} steps, lookahead {profile.lookahead}, "
         f"{args.samples} generations ({profile.samples} per-sample errors per step), solver {profile.metadata.get('solver')}"
-        + (f", probed {int((profile.probe_counts > 0).sum())} runs of up to {profile.probed_run_length} steps" if profile.probed else "")
+        + (f", probed {profile.probed_runs} runs of up to {profile.probed_run_length} steps" if profile.probed else "")
     )
 
 
@@ -333,8 +361,14 @@ def cmd_schedule(args: argparse.Namespace) -> None:
     _check_outputs(args)
     profile = ErrorProfile.load(args.profile)
     schedule = profile.schedule(
-        args.alpha, speedup=args.speedup, macs=args.macs, granularity=args.granularity, method=args.method, lookahead=args.lookahead,
-        weighting=args.weighting, fill=args.fill,
+        args.alpha,
+        speedup=args.speedup,
+        macs=args.macs,
+        granularity=args.granularity,
+        method=args.method,
+        lookahead=args.lookahead,
+        weighting=args.weighting,
+        fill=args.fill,
     )
     schedule.save(args.output)
     if args.plot:
@@ -375,7 +409,10 @@ def cmd_generate(args: argparse.Namespace) -> None:
         stats = handle.stats()
     seconds = time.perf_counter() - start
     Path(args.output, "stats.json").write_text(json.dumps({**stats, "seconds": seconds}, indent=1) + "\n")
-    print(f"wrote {len(written)} outputs to {args.output}/ in {seconds:.2f}s: computed {stats['computed']}, reused {stats['reused']} component calls")
+    print(
+        f"wrote {len(written)} outputs to {args.output}/ in {seconds:.2f}s: "
+        f"computed {stats['computed']}, reused {stats['reused']} component calls"
+    )
 
 
 def cmd_compare(args: argparse.Namespace) -> None:
@@ -410,8 +447,11 @@ def cmd_compare(args: argparse.Namespace) -> None:
     Path(args.output).mkdir(parents=True, exist_ok=True)
     figure = Path(args.output, "compare.png")
     side_by_side(
-        to_unit_range(reference, workload.data_range), to_unit_range(output, workload.data_range, reference),
-        workload.modality, figure, title=f"{type(workload.model).__name__}: {args.schedule}",
+        to_unit_range(reference, workload.data_range),
+        to_unit_range(output, workload.data_range, reference),
+        workload.modality,
+        figure,
+        title=f"{type(workload.model).__name__}: {args.schedule}",
     )
     result = {
         "model": args.model,

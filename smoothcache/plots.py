@@ -90,7 +90,7 @@ def side_by_side(reference: torch.Tensor, cached: torch.Tensor, modality: str, p
         figure, axes = plt.subplots(1, 2, figsize=(10, 3.4), sharey=True)
         spectrograms = [_spectrogram(audio[0, 0]) for audio in (reference, cached)]
         low, high = spectrograms[0].min(), spectrograms[0].max()  # one colour scale for both
-        for axis, spectrogram, name in zip(axes, spectrograms, ("uncached", "cached")):
+        for axis, spectrogram, name in zip(axes, spectrograms, ("uncached", "cached"), strict=False):
             axis.imshow(spectrogram, origin="lower", aspect="auto", cmap="magma", vmin=low, vmax=high)
             axis.set_title(f"{name}: spectrogram (dB)")
             axis.set_xlabel("frame")
@@ -108,8 +108,8 @@ def side_by_side(reference: torch.Tensor, cached: torch.Tensor, modality: str, p
         difference = (reference[:count] - cached[:count]).abs()
         difference = difference / difference.max().clamp_min(1e-8)
         figure, axes = plt.subplots(3, count, figsize=(1.6 * count + 1, 5), squeeze=False)
-        for row, images, name in ((0, reference, "uncached"), (1, cached, "cached"), (2, difference, "|difference| (scaled)")):
-            shown = _as_images(images[:count])
+        for row, batch, name in ((0, reference, "uncached"), (1, cached, "cached"), (2, difference, "|difference| (scaled)")):
+            shown = _as_images(batch[:count])
             for column in range(count):
                 _show(axes[row][column], shown[column])
             axes[row][0].set_ylabel(name, fontsize=8)
@@ -136,6 +136,8 @@ def write_outputs(outputs: torch.Tensor, modality: str, folder: str | os.PathLik
             image = sample if modality == "image" else torch.cat(list(sample.transpose(0, 1)), dim=-1)
             shown = _as_images(image[None])[0]
             path = folder / f"{stem}-{index}.png"
-            pyplot().imsave(path, shown[..., 0] if shown.shape[-1] == 1 else shown, cmap="gray" if shown.shape[-1] == 1 else None, vmin=0, vmax=1)
+            pyplot().imsave(
+                path, shown[..., 0] if shown.shape[-1] == 1 else shown, cmap="gray" if shown.shape[-1] == 1 else None, vmin=0, vmax=1
+            )
         written.append(path)
     return written

@@ -10,9 +10,10 @@ from __future__ import annotations
 import importlib
 import inspect
 import os
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any
 
 import torch
 from torch import nn
@@ -178,8 +179,15 @@ def from_pipeline(pipe: Any, prompt: str | None = None, labels: list[int] | None
         sampling_rate = getattr(getattr(pipe, "vae", None), "config", {}).get("sampling_rate") if modality == "audio" else None
         rate = int(sampling_rate) if sampling_rate else None
     return Workload(
-        _as_model(pipe), generate, modality, default_steps=default_steps, solver=type(pipe.scheduler).__name__,
-        sample_rate=rate, description=kind, set_solver=_pipeline_solver_switch(pipe), pipeline=pipe,
+        _as_model(pipe),
+        generate,
+        modality,
+        default_steps=default_steps,
+        solver=type(pipe.scheduler).__name__,
+        sample_rate=rate,
+        description=kind,
+        set_solver=_pipeline_solver_switch(pipe),
+        pipeline=pipe,
     )
 
 
@@ -222,9 +230,7 @@ def load(model: str, prompt: str | None = None, labels: list[int] | None = None)
             loaded = DiffusionPipeline.from_pretrained(path if path.exists() else model)
         except Exception as error:  # diffusers raises many types; the user needs one line
             first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-            raise WorkloadError(
-                f"cannot load MODEL {model!r} ({first}); pass a local pipeline folder or package.module:factory"
-            ) from error
+            raise WorkloadError(f"cannot load MODEL {model!r} ({first}); pass a local pipeline folder or package.module:factory") from error
     if isinstance(loaded, Workload) or (isinstance(loaded, nn.Module) and not hasattr(loaded, "transformer")):
         return loaded
     return from_pipeline(loaded, prompt=prompt, labels=labels)

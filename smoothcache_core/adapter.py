@@ -7,8 +7,9 @@ calibration. Adapters never import the engine's internals; third-party adapters 
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable, Protocol, Sequence, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 import torch
 from torch import nn
@@ -45,11 +46,11 @@ def install_on_forward(module: nn.Module) -> Installer:
         def uninstall() -> None:
             if module.__dict__.get("forward") is gate:
                 if had_own:
-                    module.forward = previous
+                    module.forward = previous  # type: ignore[assignment]  # the instance attribute it had
                 else:
                     del module.forward
             elif module.__dict__.get("_old_forward") is gate:
-                module._old_forward = original
+                module._old_forward = original  # type: ignore[assignment]  # accelerate's slot for the wrapped forward
             else:
                 raise AdapterError(
                     f"{type(module).__name__}.forward was replaced by something else after smoothcache "
@@ -105,7 +106,14 @@ class Component(ComponentSpec):
 
     @classmethod
     def of_module(
-        cls, module: nn.Module, *, key: str, kind: str, name: str, block_kind: str, index: int,
+        cls,
+        module: nn.Module,
+        *,
+        key: str,
+        kind: str,
+        name: str,
+        block_kind: str,
+        index: int,
         followers: Sequence[nn.Module] = (),
     ) -> Component:
         """A component whose value is the output of ``module``'s forward."""
@@ -117,7 +125,7 @@ class Component(ComponentSpec):
         return ((self.module,) if self.module is not None else ()) + self.alternates + self.followers
 
     @classmethod
-    def of_blocks(cls, blocks: Iterable[nn.Module], parts: Sequence[tuple[str, str]], block_kind: str = "blocks") -> list[Component]:
+    def of_blocks(cls, blocks: Any, parts: Sequence[tuple[str, str]], block_kind: str = "blocks") -> list[Component]:
         """The usual case: for every block, its sub-modules named in ``parts`` (``(attribute, kind)``,
         in execution order) that exist, keyed ``<block_kind>.<index>.<attribute>``."""
         return [
@@ -149,10 +157,7 @@ def timestep_value(value: Any) -> float:
         return float(torch.where(flat.min() == flat.max(), flat[0], flat.mean()).item())  # one read
     if isinstance(value, (int, float)) and not isinstance(value, bool):
         return float(value)
-    raise AdapterError(
-        f"expected the timestep as a tensor or a number, got {type(value).__name__}; "
-        "pass the current timestep to the model"
-    )
+    raise AdapterError(f"expected the timestep as a tensor or a number, got {type(value).__name__}; pass the current timestep to the model")
 
 
 def _leading_size(args: tuple, kwargs: dict) -> int | None:
@@ -198,10 +203,7 @@ class ForwardArgument:
             else:
                 value = None
             if value is None:
-                raise AdapterError(
-                    f"the model was called without {self.name!r}; smoothcache needs the timestep to "
-                    "know the sampling step"
-                )
+                raise AdapterError(f"the model was called without {self.name!r}; smoothcache needs the timestep to know the sampling step")
             observe(value, _leading_size(args, kwargs))
 
         handle = module.register_forward_pre_hook(read_timestep, with_kwargs=True)

@@ -17,7 +17,8 @@ import logging
 import threading
 import warnings
 import weakref
-from typing import Any, Callable, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import torch
 from torch import nn
@@ -36,7 +37,7 @@ _ATTACHED_MODELS: weakref.WeakKeyDictionary[nn.Module, Attachment] = weakref.Wea
 _GATED_MODULES: weakref.WeakSet[nn.Module] = weakref.WeakSet()
 #: MACs of one component call per (component key, input signature), per model: measured once, kept
 #: across wraps of the same model.
-_MEASURED_MACS: weakref.WeakKeyDictionary[nn.Module, dict[str, dict[tuple, int]]] = weakref.WeakKeyDictionary()
+_MEASURED_MACS: weakref.WeakKeyDictionary[nn.Module, dict[str, dict[tuple | None, int]]] = weakref.WeakKeyDictionary()
 
 
 def model_fingerprint(model: nn.Module) -> str:
@@ -74,6 +75,8 @@ def _version_of(value: Any) -> int | None:
 
 #: A tensor argument as seen at one call: the tensor and its in-place modification counter.
 _Seen = tuple[torch.Tensor, "int | None"]
+#: What a component does at one step: (compute, keep the values for a later step, linear-fill ratio).
+_Decision = tuple[bool, bool, "float | None"]
 
 
 def _seen(tensor: torch.Tensor) -> _Seen:
@@ -96,9 +99,7 @@ def _call_tensors(call: tuple[tuple, dict], timestep: Any) -> tuple[_Seen | None
     arguments by position or name (the conditioning) of one model call."""
     args, kwargs = call
     tensors = [
-        (key, value)
-        for key, value in (*enumerate(args), *kwargs.items())
-        if isinstance(value, torch.Tensor) and value is not timestep
+        (key, value) for key, value in (*enumerate(args), *kwargs.items()) if isinstance(value, torch.Tensor) and value is not timestep
     ]
     if not tensors:
         return None, {}
@@ -142,7 +143,7 @@ def extrapolate(last: Any, before: Any, ratio: float, into: Any = None) -> Any:
         return last
     if isinstance(last, (tuple, list)) and isinstance(before, (tuple, list)) and len(last) == len(before):
         intos = into if isinstance(into, (tuple, list)) and len(into) == len(last) else (None,) * len(last)
-        return type(last)(extrapolate(a, b, ratio, c) for a, b, c in zip(last, before, intos))
+        return type(last)(extrapolate(a, b, ratio, c) for a, b, c in zip(last, before, intos, strict=False))
     return last
 
 
@@ -446,12 +447,12 @@ class CacheHandle(Attachment):
     ) -> None:
         if sync_free and schedule is None:
             raise WrapError("sync_free=True counts steps against the schedule's length: pass a schedule")
-        super().__init__(model, adapter, components, schedule.steps if sync_free else None, branches)
+        super().__init__(model, adapter, components, schedule.steps if sync_free and schedule is not None else None, branches)
         self.schedule = schedule
         count = len(self.components)
         self._compiled = schedule.compile(self.components) if schedule else CompiledSchedule.all_compute(count)
         self._counters = _Counters(count)
-        self._caches: list[dict[int, tuple[tuple[Any, ...], ...]]] = [{} for _ in range(count)]
+        self._caches: list[dict[tuple[int, int], tuple[tuple[Any, ...], ...]]] = [{} for _ in range(count)]
         #: Per component and slot: the last linear-fill result, overwritten by the next one (the model
         #: has used it by then), so extrapolating allocates once per run of skipped steps, while the
         #: slot's values are kept for a later step.
@@ -476,16 +477,17 @@ class CacheHandle(Attachment):
         self._ambiguous_now = False
         # (compute, keep, ratio) of every component, per step, decided once here; the gates only read
         # the current step's tuple, so a compiled block sees a handful of constants, never the step number.
-        self._idle = ((True, False, None),) * count
+        self._idle: tuple[_Decision, ...] = ((True, False, None),) * count
         compute, keep, ratio = self._compiled.compute, self._compiled.keep, self._compiled.ratio
-        self._decisions = tuple(
-            tuple(
-                (True, False, None) if compute[c] is None else (compute[c][step], keep[c][step], ratio[c][step])
-                for c in range(count)
-            )
-            for step in range(self._compiled.steps or 0)
-        )
-        self._now = list(self._idle)
+
+        def _decision(component: int, step: int) -> _Decision:
+            computes, keeps, ratios = compute[component], keep[component], ratio[component]
+            if computes is None or keeps is None or ratios is None:
+                return (True, False, None)
+            return (computes[step], keeps[step], ratios[step])
+
+        self._decisions = tuple(tuple(_decision(c, step) for c in range(count)) for step in range(self._compiled.steps or 0))
+        self._now: list[_Decision] = list(self._idle)
 
     def _counted(self, original: Callable[..., Any], args: tuple, kwargs: dict, macs: dict, signature: Any, measure: bool) -> Any:
         """Call a component, measuring its MACs once per input signature when its value is kept,
@@ -553,7 +555,7 @@ class CacheHandle(Attachment):
             self.new_generation()
         if self._tracker.counting and self._starts_known and self._tracker.counted_to_the_end:
             self._tracker.reset()
-            raise self._longer_than_schedule()
+            raise self._longer_than_schedule(self._compiled.steps or 0)
         super()._observe(timestep, batch)
         if not self._tracker.counting and not self._starts_known:
             self._check_generation_start(timestep)
@@ -566,10 +568,10 @@ class CacheHandle(Attachment):
         else:
             self._tracker.reset()
             self._now[:] = self._idle
-            raise self._longer_than_schedule()
+            raise self._longer_than_schedule(steps)
 
-    def _longer_than_schedule(self) -> GenerationError:
-        steps = self._compiled.steps
+    @staticmethod
+    def _longer_than_schedule(steps: int) -> GenerationError:
         return GenerationError(
             f"the schedule has {steps} steps but this generation has run {steps + 1} model evaluations (steps) so "
             f"far; calibrate for the number of steps you sample with, or resample the schedule with "
@@ -594,10 +596,10 @@ class CacheHandle(Attachment):
         call = _call_tensors(self._call_inputs, timestep) if self._call_inputs is not None else None
         if step == 0:
             first = self._first_step_calls[0] if branch and self._first_step_calls else None
-            if first is not None and call is not None and None not in (first[0], call[0]):
-                if not _same_values(call[0][0], first[0]):
-                    tracker.restart()
-                    branch = 0
+            first_latent, latent = (first[0] if first else None), (call[0] if call else None)
+            if first_latent is not None and latent is not None and not _same_values(latent[0], first_latent):
+                tracker.restart()
+                branch = 0
             if branch == 0:
                 self._first_step_calls.clear()
                 self._ambiguous_now = False
@@ -607,7 +609,9 @@ class CacheHandle(Attachment):
             return
         earlier = self._first_step_calls[branch]
         same = (
-            call is not None and earlier is not None and call[1].keys() == earlier[1].keys()
+            call is not None
+            and earlier is not None
+            and call[1].keys() == earlier[1].keys()
             and all(_same_values(call[1][key][0], earlier[1][key]) for key in call[1])
         )
         if not same:
@@ -837,14 +841,14 @@ class CacheHandle(Attachment):
         self.interrupted = self.ambiguous = 0
 
     def _release(self) -> None:
-        for cache, fills in zip(self._caches, self._fills):
+        for cache, fills in zip(self._caches, self._fills, strict=False):
             cache.clear()
             fills.clear()
         self._now[:] = self._idle
         self._owner = None
         self._depth[0] = 0
         self._first_step_calls.clear()
-        for forced, shapes in zip(self._forced, self._follower_shapes):
+        for forced, shapes in zip(self._forced, self._follower_shapes, strict=False):
             forced.clear()
             shapes.clear()
 
@@ -884,9 +888,7 @@ def check_schedule_provenance(schedule: Schedule, adapter: ModelAdapter, model: 
             )
 
 
-def attach(
-    model: nn.Module, adapter: ModelAdapter, schedule: Schedule | None, sync_free: bool = False, branches: int = 1
-) -> CacheHandle:
+def attach(model: nn.Module, adapter: ModelAdapter, schedule: Schedule | None, sync_free: bool = False, branches: int = 1) -> CacheHandle:
     """Wrap ``model`` with ``adapter``'s components; nothing is changed if anything fails.
 
     ``sync_free``: count evaluations instead of reading the timestep (no host synchronisation at

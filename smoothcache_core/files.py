@@ -11,8 +11,9 @@ from __future__ import annotations
 import contextlib
 import os
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
-from typing import BinaryIO, Callable
+from typing import BinaryIO
 
 #: What to write: the bytes, or a function that writes them to an open binary file (a figure's savefig).
 Content = bytes | Callable[[BinaryIO], None]
@@ -75,11 +76,18 @@ def read_limited(path: str | os.PathLike, limit: int, what: str, error_type: typ
         with open(path, "rb") as file:
             size = os.fstat(file.fileno()).st_size
             if size > limit:
-                raise error_type(
-                    f"{what} {shown} has {size:,} bytes, more than the {limit:,} a {what} may have; "
-                    f"is it really a {what}?"
-                )
+                raise error_type(f"{what} {shown} has {size:,} bytes, more than the {limit:,} a {what} may have; is it really a {what}?")
             return file.read(limit + 1)
     except (OSError, ValueError) as error:  # ValueError: a NUL byte in the path
         reason = getattr(error, "strerror", None) or str(error)
         raise error_type(f"cannot read {what} {shown}: {reason}") from error
+
+
+def library_version() -> str:
+    """The installed smoothcache version, recorded in the provenance of profiles and schedules."""
+    from importlib import metadata
+
+    try:
+        return metadata.version("smoothcache")
+    except metadata.PackageNotFoundError:
+        return "unknown"

@@ -12,7 +12,8 @@ change, so a schedule computes there when the experts disagree. MACs per step ar
 from __future__ import annotations
 
 import functools
-from typing import Any, Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
 
 from torch import nn
 
@@ -81,8 +82,10 @@ class GroupAdapter:
         return member
 
     def matches(self, model: nn.Module) -> bool:
-        return isinstance(model, ModelGroup) and set(model.members) == set(self.adapters) and all(
-            adapter.matches(self._member(model, name)) for name, adapter in self.adapters.items()
+        return (
+            isinstance(model, ModelGroup)
+            and set(model.members) == set(self.adapters)
+            and all(adapter.matches(self._member(model, name)) for name, adapter in self.adapters.items())
         )
 
     def components(self, model: nn.Module) -> list[Component]:
@@ -97,7 +100,7 @@ class GroupAdapter:
                     "cannot serve both: wrap each one on its own (smoothcache.wrap(pipe.transformer) and "
                     "smoothcache.wrap(pipe.transformer_2)) with a schedule each"
                 )
-        return [_shared(same) for same in zip(*lists.values())]
+        return [_shared(same) for same in zip(*lists.values(), strict=False)]
 
     def step_source(self, model: nn.Module) -> StepSource:
         return _GroupSource(

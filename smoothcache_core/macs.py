@@ -8,14 +8,15 @@ are counted too). On the meta device this is free even for DiT-XL/2. One MAC = t
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any
 
 import torch
 from torch.utils import flop_counter as torch_flop_counter
 from torch.utils.flop_counter import FlopCounterMode
 
-from .adapter import Component, GateFactory, install_on_forward
+from .adapter import Component, ComponentSpec, GateFactory, install_on_forward
 from .schedule import CompiledSchedule
 
 
@@ -41,7 +42,7 @@ def flop_counter() -> FlopCounterMode:
     cpu_attention = getattr(torch.ops.aten, "_scaled_dot_product_flash_attention_for_cpu", None)
     custom = {cpu_attention: _attention_flops} if cpu_attention is not None else {}
     counter = FlopCounterMode(display=False, custom_mapping=custom)
-    counter.mod_tracker = _NoModules()
+    counter.mod_tracker = _NoModules()  # type: ignore[assignment]  # duck-typed: only __enter__/__exit__ are used
     return counter
 
 
@@ -57,13 +58,13 @@ class MacCount:
         """Fraction of an evaluation's MACs inside cacheable components (the most caching can save)."""
         return sum(self.components.values()) / self.total if self.total else 0.0
 
-    def for_schedule(self, compiled: CompiledSchedule, components: Sequence[Component], steps: int | None = None) -> MacReport:
+    def for_schedule(self, compiled: CompiledSchedule, components: Sequence[ComponentSpec], steps: int | None = None) -> MacReport:
         """Total MACs over a generation without cache and with ``compiled`` (no branches: per evaluation)."""
         steps = compiled.steps or steps
         if steps is None:
             raise ValueError("an all-compute schedule has no length; pass steps=")
         skipped = 0
-        for component, table in zip(components, compiled.compute):
+        for component, table in zip(components, compiled.compute, strict=False):
             if table is not None:
                 skipped += self.components[component.key] * sum(1 for compute in table if not compute)
         return MacReport(steps=steps, total=self.total * steps, skipped=skipped)

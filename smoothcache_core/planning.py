@@ -1,15 +1,36 @@
-"""From error curves to compute/reuse tables: the paper's greedy scan and an optimal plan under a budget.
+"""The planners: from an error profile to a schedule, without running the model.
 
-A *curve* is an array ``rows[l - 1, i]``: the mean relative error of reusing step ``i``'s output at
-step ``i + l`` (NaN where unknown, which never allows reuse). Pure numpy; no model is run.
+The algorithms work on *curves*, arrays ``rows[l - 1, i]``: the mean relative error of reusing
+step ``i``'s output at step ``i + l`` (NaN where unknown, which never allows reuse): the paper's
+greedy scan, an optimal plan under a MAC budget, and the plan of probed runs of reuse (pure numpy).
+:func:`plan` applies them to a profile; :meth:`ErrorProfile.schedule` is its public entry.
+The profile module holds the data; every planning decision lives here.
 """
 
 from __future__ import annotations
 
+import functools
+import math
+import sys
+import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
+
+from .errors import ScheduleError
+from .files import library_version
+from .schedule import FILLS, Schedule
+
+if TYPE_CHECKING:
+    from .profile import ErrorProfile
+
+#: How schedules weigh a step's error: all alike (the paper), or by the probed sensitivity of the final sample.
+WEIGHTINGS = ("uniform", "sensitivity")
+#: How far (in MAC fraction) a ``macs=`` request may land from its target without a warning. At 50
+#: steps one step of every component is about 2 % of the MACs, so the step grid always allows this.
+BUDGET_TOLERANCE = 0.01
 
 #: Moving-average window over steps for the step weights: one probe is one batch, and its noise is
 #: larger than the weight's change from one step to the next.
@@ -183,10 +204,10 @@ def optimal_counts(plans: list[CurvePlan], costs: list[int], weights: list[float
         back.append((rows, totals[columns]))
     best = int(np.argmin(front_error))
     counts = [0] * len(plans)
-    for (cost, members, combined, traces), (rows, totals) in zip(reversed(class_results), reversed(back)):
+    for (_, members, _, traces), (rows, totals) in zip(reversed(class_results), reversed(back), strict=False):
         total = int(totals[best])
         best = int(rows[best])
-        for member, argument in zip(reversed(members[1:]), reversed(traces)):
+        for member, argument in zip(reversed(members[1:]), reversed(traces), strict=False):
             first = int(argument[total])
             counts[member] = total - first
             total = first
@@ -222,3 +243,231 @@ def weighted_rows(rows: np.ndarray, weights: Sequence[float] | np.ndarray) -> np
     for lag in range(1, lags + 1):
         result[lag - 1, : steps - lag] = rows[lag - 1, : steps - lag] * weights[lag:]
     return result
+
+
+# -- planners: a profile in, a schedule out ---------------------------------------------------
+def plan(
+    profile: ErrorProfile,
+    alpha: float | None = None,
+    *,
+    speedup: float | None = None,
+    macs: float | None = None,
+    granularity: str = "type",
+    method: str = "greedy",
+    lookahead: int | None = None,
+    weighting: str = "uniform",
+    fill: str | None = None,
+) -> Schedule:
+    """The schedule :meth:`ErrorProfile.schedule` returns (see there for the methods and arguments)."""
+    targets = [name for name, value in (("alpha", alpha), ("speedup", speedup), ("macs", macs)) if value is not None]
+    if len(targets) != 1:
+        raise ScheduleError(f"give exactly one of alpha, speedup or macs (got {targets or 'none'})")
+    if speedup is not None:
+        if not speedup >= 1:
+            raise ScheduleError(f"speedup must be >= 1, got {speedup}")
+        macs = 1.0 / speedup
+    if macs is not None and not 0 < macs <= 1:
+        raise ScheduleError(f"macs is the fraction of MACs to keep, in (0, 1]; got {macs}")
+    if weighting not in WEIGHTINGS:
+        raise ScheduleError(f"weighting must be one of {WEIGHTINGS}, got {weighting!r}")
+    if method == "runs":
+        return _runs_schedule(profile, alpha, macs, granularity, lookahead, weighting, fill)
+    fill = fill or "reuse"
+    if fill not in FILLS:
+        raise ScheduleError(f"fill must be one of {FILLS}, got {fill!r}")
+    keys, curves, members = profile.curves(granularity, lookahead)
+    if weighting == "sensitivity":
+        weights = profile.step_weights()
+        curves = [weighted_rows(curve, weights) for curve in curves]
+    group_macs = _group_macs(profile, members)
+    if method == "greedy":
+        if macs is None:
+            if not (isinstance(alpha, (int, float)) and math.isfinite(alpha) and alpha >= 0):
+                raise ScheduleError(f"alpha must be a finite number >= 0, got {alpha!r}")
+            tables = [greedy_scan(curve, alpha) for curve in curves]
+        else:
+            alpha, tables = _greedy_for_target(profile, curves, group_macs, macs)
+    elif method == "optimal":
+        if macs is None:
+            raise ScheduleError("method='optimal' spends a MAC budget: give macs= or speedup=, not alpha")
+        plans = [plan_curve(curve) for curve in curves]
+        lags = curves[0].shape[0]
+        tables = _optimal(
+            profile, plans, group_macs, [len(m) for m in members], macs, f"lookahead {lags}", "calibrate with a larger lookahead"
+        )
+    else:
+        raise ScheduleError(f"method must be 'greedy', 'optimal' or 'runs', got {method!r}")
+    error = sum(len(m) * estimated_error(curve, table) for curve, table, m in zip(curves, tables, members, strict=False))
+    return _make_schedule(
+        profile, keys, tables, group_macs, lookahead or profile.lookahead, granularity, method, weighting, alpha, macs, error, fill
+    )
+
+
+def _make_schedule(
+    profile: ErrorProfile,
+    keys: list[str],
+    tables: list[list[int]],
+    group_macs: list[int],
+    lookahead: int,
+    granularity: str,
+    method: str,
+    weighting: str | None,
+    alpha: float | None,
+    macs: float | None,
+    error: float,
+    fill: str,
+) -> Schedule:
+    fraction = _fraction(profile, tables, group_macs)
+    provenance = {
+        **{key: profile.metadata.get(key) for key in ("adapter", "model_class", "config_fingerprint", "solver")},
+        "steps": profile.steps,
+        "lookahead": lookahead,
+        "granularity": granularity,
+        "method": method,
+        "fill": fill,
+        "weighting": weighting,
+        "alpha": alpha,
+        "target_macs": macs,
+        "mac_fraction": fraction,
+        "ideal_speedup": 1.0 / fraction,
+        "estimated_error": error,
+        "calibration_generations": profile.metadata.get("generations"),
+        "created_by": f"smoothcache {library_version()}",
+    }
+    return Schedule(dict(zip(keys, tables, strict=False)), provenance, fill)
+
+
+def _runs_schedule(
+    profile: ErrorProfile,
+    alpha: float | None,
+    macs: float | None,
+    granularity: str,
+    lookahead: int | None,
+    weighting: str,
+    fill: str | None,
+) -> Schedule:
+    """``method="runs"``: one reuse plan for every component from the probed runs (see :meth:`schedule`)."""
+    if macs is None:
+        raise ScheduleError("method='runs' spends a MAC budget: give macs= or speedup=, not alpha")
+    if weighting != "uniform":
+        raise ScheduleError("method='runs' plans on probed final-output errors already; leave weighting at its default")
+    probed = profile.probed_run_length
+    if probed == 0:
+        raise ScheduleError(
+            "method='runs' needs the final-output error of runs of reuse, and this profile has no probes; probe it "
+            "(smoothcache.probe(model, profile, generate, run_lengths=2) or `smoothcache calibrate --probes N --run-lengths 2`)"
+        )
+    if fill not in (None, profile.probe_fill):
+        raise ScheduleError(
+            f"method='runs' plans on probes measured with the {profile.probe_fill!r} fill, so its schedule fills the same "
+            f"way; probe with fill={fill!r} for a {fill!r} schedule"
+        )
+    length = probed if lookahead is None else lookahead
+    if not 1 <= length <= probed:
+        raise ScheduleError(
+            f"lookahead must be between 1 and the longest probed run ({probed}), got {lookahead}; probe with run_lengths={lookahead}"
+        )
+    probe_sums, probe_counts = profile._probe_tensors()
+    run_cost = interpolated_run_costs(probe_sums[:length].numpy(), probe_counts[:length].numpy())
+    plan = plan_runs(run_cost)
+    keys, _, members = profile.curves(granularity)
+    group_macs = _group_macs(profile, members)
+    table = _optimal(profile, [plan], [sum(group_macs)], [1], macs, f"runs of at most {length} steps", "probe longer runs")[0]
+    error = float(plan.error[sum(table)])
+    return _make_schedule(
+        profile, keys, [table] * len(keys), group_macs, length, granularity, "runs", None, None, macs, error, profile.probe_fill
+    )
+
+
+def _group_macs(profile: ErrorProfile, members: list[list[int]]) -> list[int]:
+    """MACs of one call of each schedule list's components together."""
+    return [sum(profile.macs[i] for i in group) for group in members]
+
+
+def _fraction(profile: ErrorProfile, tables: Sequence[list[int]], group_macs: Sequence[int]) -> float:
+    total = profile.evaluation_macs * profile.steps
+    if total <= 0:
+        raise ScheduleError("the profile has no MAC counts; recalibrate to derive schedules by compute")
+    skipped = sum(m * table.count(0) for m, table in zip(group_macs, tables, strict=False))
+    return (total - skipped) / total
+
+
+def _greedy_for_target(
+    profile: ErrorProfile, curves: list[np.ndarray], group_macs: list[int], target: float
+) -> tuple[float, list[list[int]]]:
+    """The α whose greedy tables keep the MAC fraction closest to ``target`` (see :meth:`_closest`)."""
+    values = np.concatenate([curve[np.isfinite(curve)].ravel() for curve in curves] + [np.zeros(1)])
+    candidates = np.unique(values)
+
+    def tables_at(index: int) -> list[list[int]]:
+        return [greedy_scan(curve, float(candidates[index])) for curve in curves]
+
+    fraction = functools.partial(_fraction, profile, group_macs=group_macs)
+    most = tables_at(len(candidates) - 1)
+    if fraction(most) > target:
+        _warn_budget(target, fraction(most), f"the most reuse with lookahead {curves[0].shape[0]}", "calibrate with a larger lookahead")
+        return float(candidates[-1]), most
+    low, high = 0, len(candidates) - 1  # invariant: the schedule at `high` meets the target
+    while low < high:
+        middle = (low + high) // 2
+        if fraction(tables_at(middle)) <= target:
+            high = middle
+        else:
+            low = middle + 1
+    index, tables = high, tables_at(high)
+    gap = target - fraction(tables)
+    if high > 0 and gap > BUDGET_TOLERANCE and fraction(tables_at(high - 1)) - target < gap:
+        index, tables = high - 1, tables_at(high - 1)
+    _warn_budget(target, fraction(tables), "the closest greedy schedule", "method='optimal' has a finer grid")
+    return float(candidates[index]), tables
+
+
+def _optimal(
+    profile: ErrorProfile, plans: list[CurvePlan], group_macs: list[int], weights: list[int], target: float, limit: str, remedy: str
+) -> list[list[int]]:
+    """The tables of least weighted error whose MAC fraction is closest to ``target``.
+
+    The least error within the budget usually lands within :data:`BUDGET_TOLERANCE` below it;
+    where the step grid leaves a larger gap, the least error within the same distance above the
+    target is taken if it lands closer. Out of reach, the most reuse is taken, with a warning."""
+    steps, total = profile.steps, profile.evaluation_macs * profile.steps
+    if total <= 0:
+        raise ScheduleError("the profile has no MAC counts; recalibrate to derive schedules by compute")
+    fixed = total - steps * sum(group_macs)  # MACs outside every cached component
+    weights_ = [float(w) for w in weights]
+
+    def fraction(counts: list[int]) -> float:
+        return (fixed + sum(m * n for m, n in zip(group_macs, counts, strict=False))) / total
+
+    def within(share: float) -> list[int] | None:  # a fraction computed from integers maps back exactly
+        return optimal_counts(plans, group_macs, weights_, math.floor(share * total * (1 + 1e-12)) - fixed)
+
+    counts = within(target)
+    if counts is None:
+        counts = [int(np.flatnonzero(np.isfinite(plan.error))[0]) for plan in plans]
+        _warn_budget(target, fraction(counts), f"the most reuse with {limit}", remedy)
+    elif target - fraction(counts) > BUDGET_TOLERANCE:
+        gap = target - fraction(counts)
+        above = within(target + gap)
+        if above is not None and abs(fraction(above) - target) < gap:
+            counts = above
+        _warn_budget(target, fraction(counts), f"the closest schedule with {limit}", "the step grid allows no closer")
+    return [plan.table(count) for plan, count in zip(plans, counts, strict=False)]
+
+
+def _warn_budget(target: float, reached: float, what: str, remedy: str) -> None:
+    """Warn when a MAC target is missed by more than :data:`BUDGET_TOLERANCE`."""
+    if abs(reached - target) <= BUDGET_TOLERANCE:
+        return
+    warnings.warn(
+        f"macs={target:.3f} is not reachable within {BUDGET_TOLERANCE:.0%}: {what} keeps {reached:.3f} of the MACs, used instead; {remedy}",
+        stacklevel=_outside_the_library(),
+    )
+
+
+def _outside_the_library() -> int:
+    """The ``stacklevel`` of the first caller outside smoothcache, so a warning names the user's line."""
+    frame, level = sys._getframe(2), 2  # level 1 is the function that warns
+    while frame.f_back is not None and frame.f_globals.get("__name__", "").startswith(("smoothcache_core.", "smoothcache.")):
+        frame, level = frame.f_back, level + 1
+    return level

@@ -8,14 +8,12 @@ JSON metadata; loading never unpickles anything.
 
 from __future__ import annotations
 
-import functools
 import json
 import math
 import os
-import warnings
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
-from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -25,11 +23,9 @@ from safetensors.torch import save as save_safetensors
 
 from .adapter import ComponentSpec
 from .errors import ProfileError, ScheduleError
+from .files import library_version, read_limited, write_atomic
 from .macs import MacCount, MacReport
-from .planning import (
-    CurvePlan, estimated_error, greedy_scan, interpolated_run_costs, optimal_counts, plan_curve, plan_runs, step_weights, weighted_rows,
-)
-from .files import read_limited, write_atomic
+from .planning import plan, step_weights
 from .schedule import FILLS, Schedule, has_single_stack, type_key
 
 FORMAT = "smoothcache.profile"
@@ -37,22 +33,8 @@ VERSION = 1
 #: The largest profile file read (1 GiB), refused before it is read: reading needs bounded memory.
 MAX_FILE_BYTES = 1024**3
 _METADATA_KEY = "smoothcache"
-#: How schedules weigh a step's error: all alike (the paper), or by the probed sensitivity of the final sample.
-WEIGHTINGS = ("uniform", "sensitivity")
-#: How far (in MAC fraction) a ``macs=`` request may land from its target without a warning. At 50
-#: steps one step of every component is about 2 % of the MACs, so the step grid always allows this.
-BUDGET_TOLERANCE = 0.01
 #: Metadata that must agree for two profiles to merge.
 _IDENTITY = ("adapter", "model_class", "config_fingerprint")
-
-
-def _library_version() -> str:
-    from importlib import metadata
-
-    try:
-        return metadata.version("smoothcache")
-    except metadata.PackageNotFoundError:
-        return "unknown"
 
 
 @dataclass(frozen=True)
@@ -87,7 +69,7 @@ class ErrorProfile:
             raise ProfileError("profile lists a component twice; the file is corrupt")
         if (self.probe_sums is None) != (self.probe_counts is None):
             raise ProfileError("profile has probe sums without counts (or the reverse); the file is corrupt")
-        if self.probe_sums is not None:
+        if self.probe_sums is not None and self.probe_counts is not None:
             probe_shape = tuple(self.probe_sums.shape)
             if len(probe_shape) != 2 or probe_shape[0] < 1 or probe_shape[1] != shape[2] or tuple(self.probe_counts.shape) != probe_shape:
                 raise ProfileError(f"profile probes have shape {probe_shape}; expected [run lengths, steps={shape[2]}]")
@@ -130,6 +112,11 @@ class ErrorProfile:
         return int(lengths[-1]) + 1 if len(lengths) else 0
 
     @property
+    def probed_runs(self) -> int:
+        """How many (start, length) runs of reuse were probed."""
+        return 0 if self.probe_counts is None else int((self.probe_counts > 0).sum())
+
+    @property
     def probe_fill(self) -> str:
         """What the probed runs returned at skipped steps (see ``smoothcache_core.schedule.FILLS``)."""
         return str(self.metadata.get("probe_fill", "reuse"))
@@ -143,11 +130,17 @@ class ErrorProfile:
                 f"the profile's probes were measured with the {self.probe_fill!r} fill and these with {fill!r}; "
                 "probe with the same fill to combine them"
             )
-        if self.probe_sums is not None:
+        if self.probe_sums is not None and self.probe_counts is not None:
             lengths = max(len(sums), len(self.probe_sums))
             sums = _pad_rows(sums, lengths) + _pad_rows(self.probe_sums, lengths)
             counts = _pad_rows(counts, lengths) + _pad_rows(self.probe_counts, lengths)
         return replace(self, probe_sums=sums, probe_counts=counts, metadata={**self.metadata, "probe_fill": fill})
+
+    def _probe_tensors(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """The probes' (sums, counts); callers have checked :attr:`probed`."""
+        if self.probe_sums is None or self.probe_counts is None:
+            raise ScheduleError("the profile has no probes; probe it with smoothcache.probe(model, profile, generate)")
+        return self.probe_sums, self.probe_counts
 
     def step_weights(self) -> np.ndarray:
         """Per step, how much the final sample moves per unit of component error (mean 1), from the probes."""
@@ -156,8 +149,9 @@ class ErrorProfile:
                 "the profile has no probes, so it cannot weigh steps by sensitivity; probe it "
                 "(smoothcache.probe(model, profile, generate) or `smoothcache calibrate --probes N`) or use weighting='uniform'"
             )
-        counts = self.probe_counts[0].numpy()
-        finals = self.probe_sums[0].numpy() / np.maximum(counts, 1)
+        probe_sums, probe_counts = self._probe_tensors()
+        counts = probe_counts[0].numpy()
+        finals = probe_sums[0].numpy() / np.maximum(counts, 1)
         lag1 = self.mean[:, 0].numpy()  # [components, steps]: reusing step s at step s + 1
         known = np.isfinite(lag1)
         mean = np.where(known, lag1, 0).sum(axis=0) / np.maximum(known.sum(axis=0), 1)
@@ -180,7 +174,7 @@ class ErrorProfile:
             "samples": self.samples,
             "evaluation_macs": self.evaluation_macs,
             "components": [[c.key, c.kind, c.name, c.block_kind, c.index] for c in self.components],
-            "created_by": f"smoothcache {_library_version()}",
+            "created_by": f"smoothcache {library_version()}",
         }
 
     def to_bytes(self) -> bytes:
@@ -192,7 +186,7 @@ class ErrorProfile:
             "std": self.std.contiguous(),
             "macs": torch.tensor(self.macs, dtype=torch.int64),
         }
-        if self.probe_sums is not None:
+        if self.probe_sums is not None and self.probe_counts is not None:
             tensors["probe_sum"] = self.probe_sums.double().contiguous()
             tensors["probe_count"] = self.probe_counts.long().contiguous()
         return save_safetensors(tensors, metadata={_METADATA_KEY: json.dumps(self._header())})
@@ -249,7 +243,7 @@ class ErrorProfile:
             differences.append(f"steps/lookahead ({self.steps}/{self.lookahead} vs {other.steps}/{other.lookahead})")
         solvers = {self.metadata.get("solver"), other.metadata.get("solver")} - {None}
         if len(solvers) > 1:
-            differences.append(f"solver ({sorted(solvers)})")
+            differences.append(f"solver ({sorted(map(str, solvers))})")
         if differences:
             raise ProfileError(f"cannot merge profiles that differ in {', '.join(differences)}; calibrate the same model and sampler")
         metadata = dict(self.metadata)
@@ -266,7 +260,9 @@ class ErrorProfile:
             self.probe_sums,
             self.probe_counts,
         )
-        return merged if other.probe_sums is None else merged.with_probes(other.probe_sums, other.probe_counts, other.probe_fill)
+        if other.probe_sums is None or other.probe_counts is None:
+            return merged
+        return merged.with_probes(other.probe_sums, other.probe_counts, other.probe_fill)
 
     __add__ = merge
 
@@ -280,12 +276,16 @@ class ErrorProfile:
         import torch.distributed as dist
 
         identity = json.dumps(
-            [self.metadata.get(k) for k in (*_IDENTITY, "solver")] + [c.key for c in self.components] + [self.steps, self.lookahead, None if self.probe_sums is None else [*self.probe_sums.shape, self.probe_fill]]
+            [self.metadata.get(k) for k in (*_IDENTITY, "solver")]
+            + [c.key for c in self.components]
+            + [self.steps, self.lookahead, None if self.probe_sums is None else [*self.probe_sums.shape, self.probe_fill]]
         )
         identities: list[str | None] = [None] * dist.get_world_size(group)
         dist.all_gather_object(identities, identity, group=group)
         if len(set(identities)) > 1:
-            raise ProfileError("ranks calibrated different models, steps or lookaheads, or only some probed; their profiles cannot be combined")
+            raise ProfileError(
+                "ranks calibrated different models, steps or lookaheads, or only some probed; their profiles cannot be combined"
+            )
         moments = torch.stack([self.sums, self.sums_sq, self.counts.double()])
         device = torch.device("cuda", torch.cuda.current_device()) if dist.get_backend(group) == "nccl" else torch.device("cpu")
         total = moments.to(device)
@@ -294,7 +294,7 @@ class ErrorProfile:
         generations = torch.tensor([float(self.metadata.get("generations", 0))], device=device)
         dist.all_reduce(generations, group=group)
         probes = None
-        if self.probe_sums is not None:
+        if self.probe_sums is not None and self.probe_counts is not None:
             probes = torch.stack([self.probe_sums, self.probe_counts.double()]).to(device)
             dist.all_reduce(probes, group=group)
             probes = probes.cpu()
@@ -320,7 +320,11 @@ class ErrorProfile:
         lags = self._lookahead(lookahead)
         mean = self.mean[:, :lags].numpy()
         if granularity == "block":
-            return [c.key for c in self.components], [mean[i] for i in range(len(self.components))], [[i] for i in range(len(self.components))]
+            return (
+                [c.key for c in self.components],
+                [mean[i] for i in range(len(self.components))],
+                [[i] for i in range(len(self.components))],
+            )
         if granularity != "type":
             raise ScheduleError(f"granularity must be 'type' or 'block', got {granularity!r}")
         single = has_single_stack(self.components)
@@ -345,7 +349,7 @@ class ErrorProfile:
 
     def mac_count(self) -> MacCount:
         """MACs of one evaluation and of each component call, as measured during calibration."""
-        return MacCount(self.evaluation_macs, {c.key: m for c, m in zip(self.components, self.macs)})
+        return MacCount(self.evaluation_macs, {c.key: m for c, m in zip(self.components, self.macs, strict=False)})
 
     def mac_report(self, schedule: Schedule) -> MacReport:
         """Total MACs without cache and with ``schedule``, the fraction kept and the ideal speedup."""
@@ -391,177 +395,16 @@ class ErrorProfile:
         rank reuse by its effect on the final sample. It is not the default: on the reference digits
         DiT it helps at some budgets and samplers and hurts at others (benchmarks/results/sensitivity.md).
         """
-        targets = [name for name, value in (("alpha", alpha), ("speedup", speedup), ("macs", macs)) if value is not None]
-        if len(targets) != 1:
-            raise ScheduleError(f"give exactly one of alpha, speedup or macs (got {targets or 'none'})")
-        if speedup is not None:
-            if not speedup >= 1:
-                raise ScheduleError(f"speedup must be >= 1, got {speedup}")
-            macs = 1.0 / speedup
-        if macs is not None and not 0 < macs <= 1:
-            raise ScheduleError(f"macs is the fraction of MACs to keep, in (0, 1]; got {macs}")
-        if weighting not in WEIGHTINGS:
-            raise ScheduleError(f"weighting must be one of {WEIGHTINGS}, got {weighting!r}")
-        if method == "runs":
-            return self._runs_schedule(alpha, macs, granularity, lookahead, weighting, fill)
-        fill = fill or "reuse"
-        if fill not in FILLS:
-            raise ScheduleError(f"fill must be one of {FILLS}, got {fill!r}")
-        keys, curves, members = self.curves(granularity, lookahead)
-        if weighting == "sensitivity":
-            weights = self.step_weights()
-            curves = [weighted_rows(curve, weights) for curve in curves]
-        group_macs = self._group_macs(members)
-        if method == "greedy":
-            if alpha is not None:
-                if not (isinstance(alpha, (int, float)) and math.isfinite(alpha) and alpha >= 0):
-                    raise ScheduleError(f"alpha must be a finite number >= 0, got {alpha!r}")
-                tables = [greedy_scan(curve, alpha) for curve in curves]
-            else:
-                alpha, tables = self._greedy_for_target(curves, group_macs, macs)
-        elif method == "optimal":
-            if alpha is not None:
-                raise ScheduleError("method='optimal' spends a MAC budget: give macs= or speedup=, not alpha")
-            plans = [plan_curve(curve) for curve in curves]
-            lags = curves[0].shape[0]
-            tables = self._optimal(plans, group_macs, [len(m) for m in members], macs, f"lookahead {lags}", "calibrate with a larger lookahead")
-        else:
-            raise ScheduleError(f"method must be 'greedy', 'optimal' or 'runs', got {method!r}")
-        error = sum(len(m) * estimated_error(curve, table) for curve, table, m in zip(curves, tables, members))
-        return self._make_schedule(keys, tables, group_macs, lookahead or self.lookahead, granularity, method, weighting, alpha, macs, error, fill)
-
-    def _make_schedule(
-        self, keys: list[str], tables: list[list[int]], group_macs: list[int], lookahead: int, granularity: str,
-        method: str, weighting: str | None, alpha: float | None, macs: float | None, error: float, fill: str,
-    ) -> Schedule:
-        fraction = self._fraction(tables, group_macs)
-        provenance = {
-            **{key: self.metadata.get(key) for key in ("adapter", "model_class", "config_fingerprint", "solver")},
-            "steps": self.steps,
-            "lookahead": lookahead,
-            "granularity": granularity,
-            "method": method,
-            "fill": fill,
-            "weighting": weighting,
-            "alpha": alpha,
-            "target_macs": macs,
-            "mac_fraction": fraction,
-            "ideal_speedup": 1.0 / fraction,
-            "estimated_error": error,
-            "calibration_generations": self.metadata.get("generations"),
-            "created_by": f"smoothcache {_library_version()}",
-        }
-        return Schedule(dict(zip(keys, tables)), provenance, fill)
-
-    def _runs_schedule(
-        self, alpha: float | None, macs: float | None, granularity: str, lookahead: int | None, weighting: str, fill: str | None
-    ) -> Schedule:
-        """``method="runs"``: one reuse plan for every component from the probed runs (see :meth:`schedule`)."""
-        if alpha is not None:
-            raise ScheduleError("method='runs' spends a MAC budget: give macs= or speedup=, not alpha")
-        if weighting != "uniform":
-            raise ScheduleError("method='runs' plans on probed final-output errors already; leave weighting at its default")
-        probed = self.probed_run_length
-        if probed == 0:
-            raise ScheduleError(
-                "method='runs' needs the final-output error of runs of reuse, and this profile has no probes; probe it "
-                "(smoothcache.probe(model, profile, generate, run_lengths=2) or `smoothcache calibrate --probes N --run-lengths 2`)"
-            )
-        if fill not in (None, self.probe_fill):
-            raise ScheduleError(
-                f"method='runs' plans on probes measured with the {self.probe_fill!r} fill, so its schedule fills the same "
-                f"way; probe with fill={fill!r} for a {fill!r} schedule"
-            )
-        length = probed if lookahead is None else lookahead
-        if not 1 <= length <= probed:
-            raise ScheduleError(f"lookahead must be between 1 and the longest probed run ({probed}), got {lookahead}; probe with run_lengths={lookahead}")
-        run_cost = interpolated_run_costs(self.probe_sums[:length].numpy(), self.probe_counts[:length].numpy())
-        plan = plan_runs(run_cost)
-        keys, _, members = self.curves(granularity)
-        group_macs = self._group_macs(members)
-        table = self._optimal([plan], [sum(group_macs)], [1], macs, f"runs of at most {length} steps", "probe longer runs")[0]
-        error = float(plan.error[sum(table)])
-        return self._make_schedule(keys, [table] * len(keys), group_macs, length, granularity, "runs", None, None, macs, error, self.probe_fill)
-
-    def _group_macs(self, members: list[list[int]]) -> list[int]:
-        """MACs of one call of each schedule list's components together."""
-        return [sum(self.macs[i] for i in group) for group in members]
-
-    def _fraction(self, tables: Sequence[list[int]], group_macs: Sequence[int]) -> float:
-        total = self.evaluation_macs * self.steps
-        if total <= 0:
-            raise ScheduleError("the profile has no MAC counts; recalibrate to derive schedules by compute")
-        skipped = sum(m * table.count(0) for m, table in zip(group_macs, tables))
-        return (total - skipped) / total
-
-    def _greedy_for_target(self, curves: list[np.ndarray], group_macs: list[int], target: float) -> tuple[float, list[list[int]]]:
-        """The α whose greedy tables keep the MAC fraction closest to ``target`` (see :meth:`_closest`)."""
-        values = np.concatenate([curve[np.isfinite(curve)].ravel() for curve in curves] + [np.zeros(1)])
-        candidates = np.unique(values)
-
-        def tables_at(index: int) -> list[list[int]]:
-            return [greedy_scan(curve, float(candidates[index])) for curve in curves]
-
-        fraction = functools.partial(self._fraction, group_macs=group_macs)
-        most = tables_at(len(candidates) - 1)
-        if fraction(most) > target:
-            self._warn_budget(target, fraction(most), f"the most reuse with lookahead {curves[0].shape[0]}", "calibrate with a larger lookahead")
-            return float(candidates[-1]), most
-        low, high = 0, len(candidates) - 1  # invariant: the schedule at `high` meets the target
-        while low < high:
-            middle = (low + high) // 2
-            if fraction(tables_at(middle)) <= target:
-                high = middle
-            else:
-                low = middle + 1
-        index, tables = high, tables_at(high)
-        gap = target - fraction(tables)
-        if high > 0 and gap > BUDGET_TOLERANCE and fraction(tables_at(high - 1)) - target < gap:
-            index, tables = high - 1, tables_at(high - 1)
-        self._warn_budget(target, fraction(tables), "the closest greedy schedule", "method='optimal' has a finer grid")
-        return float(candidates[index]), tables
-
-    def _optimal(
-        self, plans: list[CurvePlan], group_macs: list[int], weights: list[int], target: float, limit: str, remedy: str
-    ) -> list[list[int]]:
-        """The tables of least weighted error whose MAC fraction is closest to ``target``.
-
-        The least error within the budget usually lands within :data:`BUDGET_TOLERANCE` below it;
-        where the step grid leaves a larger gap, the least error within the same distance above the
-        target is taken if it lands closer. Out of reach, the most reuse is taken, with a warning."""
-        steps, total = self.steps, self.evaluation_macs * self.steps
-        if total <= 0:
-            raise ScheduleError("the profile has no MAC counts; recalibrate to derive schedules by compute")
-        fixed = total - steps * sum(group_macs)  # MACs outside every cached component
-        weights_ = [float(w) for w in weights]
-
-        def fraction(counts: list[int]) -> float:
-            return (fixed + sum(m * n for m, n in zip(group_macs, counts))) / total
-
-        def within(share: float) -> list[int] | None:  # a fraction computed from integers maps back exactly
-            return optimal_counts(plans, group_macs, weights_, math.floor(share * total * (1 + 1e-12)) - fixed)
-
-        counts = within(target)
-        if counts is None:
-            counts = [int(np.flatnonzero(np.isfinite(plan.error))[0]) for plan in plans]
-            self._warn_budget(target, fraction(counts), f"the most reuse with {limit}", remedy)
-        elif target - fraction(counts) > BUDGET_TOLERANCE:
-            gap = target - fraction(counts)
-            above = within(target + gap)
-            if above is not None and abs(fraction(above) - target) < gap:
-                counts = above
-            self._warn_budget(target, fraction(counts), f"the closest schedule with {limit}", "the step grid allows no closer")
-        return [plan.table(count) for plan, count in zip(plans, counts)]
-
-    @staticmethod
-    def _warn_budget(target: float, reached: float, what: str, remedy: str) -> None:
-        """Warn when a MAC target is missed by more than :data:`BUDGET_TOLERANCE`."""
-        if abs(reached - target) <= BUDGET_TOLERANCE:
-            return
-        warnings.warn(
-            f"macs={target:.3f} is not reachable within {BUDGET_TOLERANCE:.0%}: {what} keeps {reached:.3f} of the MACs, "
-            f"used instead; {remedy}",
-            stacklevel=4,
+        return plan(
+            self,
+            alpha,
+            speedup=speedup,
+            macs=macs,
+            granularity=granularity,
+            method=method,
+            lookahead=lookahead,
+            weighting=weighting,
+            fill=fill,
         )
 
     # -- plots ----------------------------------------------------------------------------------
@@ -579,7 +422,7 @@ class ErrorProfile:
         counts = self.counts.numpy()
         figure, axes = plt.subplots(1, len(keys), figsize=(4.2 * len(keys), 3.4), squeeze=False, sharey=True)
         steps = np.arange(self.steps)
-        for axis, key, curve, group in zip(axes[0], keys, curves, members):
+        for axis, key, curve, group in zip(axes[0], keys, curves, members, strict=False):
             for lag in range(self.lookahead):
                 known = np.isfinite(std[group, lag])
                 mean_std = np.where(known, std[group, lag], 0).sum(axis=0) / np.maximum(known.sum(axis=0), 1)
@@ -619,10 +462,10 @@ def _component_spec(entry: Any) -> ComponentSpec:
     """A component of the header: ``[key, kind, name, block_kind, index]``."""
     if not isinstance(entry, list) or len(entry) != 5:
         raise ValueError(f"a component must be [key, kind, name, block_kind, index], got {entry!r:.80}")
-    fields = dict(zip(("key", "kind", "name", "block_kind", "index"), entry))
+    fields = dict(zip(("key", "kind", "name", "block_kind", "index"), entry, strict=False))
     for key in ("key", "kind", "name", "block_kind"):
         _field(fields, key, str)
-    return ComponentSpec(*entry[:4], _count(fields, "index"))
+    return ComponentSpec(fields["key"], fields["kind"], fields["name"], fields["block_kind"], _count(fields, "index"))
 
 
 def _checked_metadata(header: Mapping[str, Any]) -> dict[str, Any]:

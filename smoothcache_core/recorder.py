@@ -10,7 +10,8 @@ what every component costs.
 from __future__ import annotations
 
 from collections import deque
-from typing import Any, Callable, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -120,17 +121,18 @@ class Recorder(Attachment):
         """Followers run as they are; their MACs belong to the component they feed."""
         return lambda original: lambda *args, **kwargs: self._measured(index, original, args, kwargs)
 
-    def _ensure_capacity(self, step: int, device: torch.device) -> None:
-        if self._moments is None:
+    def _accumulators(self, step: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+        """The moments and norms accumulators, created on the outputs' device and grown to hold ``step``."""
+        if self._moments is None or self._norms is None:
             self._moments = torch.zeros(2, len(self.components), self.lookahead, 0, dtype=torch.float64, device=device)
             self._norms = torch.zeros(len(self.components), 0, dtype=torch.float64, device=device)
-        if step < self._capacity:
-            return
-        grow = max(64, 2 * self._capacity, step + 1) - self._capacity
-        self._moments = torch.nn.functional.pad(self._moments, (0, grow))
-        self._norms = torch.nn.functional.pad(self._norms, (0, grow))
-        self._counts = np.pad(self._counts, ((0, 0), (0, 0), (0, grow)))
-        self._capacity += grow
+        if step >= self._capacity:
+            grow = max(64, 2 * self._capacity, step + 1) - self._capacity
+            self._moments = torch.nn.functional.pad(self._moments, (0, grow))
+            self._norms = torch.nn.functional.pad(self._norms, (0, grow))
+            self._counts = np.pad(self._counts, ((0, 0), (0, 0), (0, grow)))
+            self._capacity += grow
+        return self._moments, self._norms
 
     def _record(self, index: int, slot: tuple[int, int], step: int, output: Any) -> None:
         """Errors of this output against the last ``k`` outputs of the same component and branch.
@@ -143,15 +145,15 @@ class Recorder(Attachment):
         tensor = first_tensor(output)
         if tensor is None:
             return
-        self._ensure_capacity(step, tensor.device)
+        moments, norms_by_step = self._accumulators(step, tensor.device)
         current = per_sample(tensor.detach(), self.batch)
         if current.dtype not in (torch.float32, torch.float64):
             current = current.float()
         scratch = self._scratch(current)
         norms = torch.abs(current, out=scratch).sum(dim=1)
-        self._norms[index, step] += norms.sum()
+        norms_by_step[index, step] += norms.sum()
         history = self._history[index].setdefault(slot, deque())
-        differences = []
+        differences: list[torch.Tensor] = []
         for earlier_step, earlier, source, version in reversed(history):
             if step - earlier_step != len(differences) + 1 or earlier.shape != current.shape:
                 break  # a missing step, or the batch changed (guidance switched off): no more pairs
@@ -165,7 +167,7 @@ class Recorder(Attachment):
         if differences:
             lags = len(differences)
             errors = torch.stack(differences) / norms.clamp_min(_TINY)
-            diagonal = self._moments.view(2, len(self.components), -1)[:, index, step - 1 :: self._capacity - 1]
+            diagonal = moments.view(2, len(self.components), -1)[:, index, step - 1 :: self._capacity - 1]
             diagonal[:, :lags] += torch.stack((errors.sum(dim=1), errors.square().sum(dim=1)))
             for lag in range(1, lags + 1):
                 self._counts[index, lag - 1, step - lag] += norms.numel()
@@ -188,10 +190,8 @@ class Recorder(Attachment):
         if self._tracker.generations:
             self._lengths.append(self._tracker.step + 1)
         self.unwrap()
-        if not self._lengths or self._moments is None:
-            raise CalibrationError(
-                "run() performed no model evaluation; it must call the pipeline or model, e.g. lambda: pipe(...)"
-            )
+        if not self._lengths or self._moments is None or self._norms is None:
+            raise CalibrationError("run() performed no model evaluation; it must call the pipeline or model, e.g. lambda: pipe(...)")
         if len(set(self._lengths)) > 1:
             raise CalibrationError(
                 f"the calibration generations ran {self._lengths} model evaluations; a profile describes one "

@@ -24,10 +24,10 @@ import json
 import math
 import operator
 import os
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from pathlib import Path
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any
 
 from .adapter import ComponentSpec
 from .errors import ScheduleError
@@ -175,7 +175,8 @@ class Schedule:
     schedule that was checked stays the schedule that runs.
     """
 
-    tables: Mapping[str, tuple[int, ...]]
+    #: Given as any sequences of 0/1 (lists, tuples, numpy integers); held as tuples of ints.
+    tables: Mapping[str, Sequence[int]]
     provenance: Mapping[str, Any] = field(default_factory=dict)
     fill: str = "reuse"
 
@@ -263,7 +264,7 @@ class Schedule:
         if interval < 1 or steps < 1:
             raise ScheduleError("FORA needs steps >= 1 and interval >= 1")
         table = [1 if i % interval == 0 or i == steps - 1 else 0 for i in range(steps)]
-        return cls({key: table for key in keys}, {"method": f"fora-{interval}", "steps": steps}, fill)
+        return cls(dict.fromkeys(keys, table), {"method": f"fora-{interval}", "steps": steps}, fill)
 
     def resample(self, num_steps: int) -> Schedule:
         """This schedule mapped to ``num_steps`` model evaluations.

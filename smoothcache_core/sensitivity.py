@@ -20,7 +20,8 @@ on these measured costs directly.
 from __future__ import annotations
 
 import logging
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 import torch
@@ -45,7 +46,7 @@ def probe_positions(steps: int, probes: int | None) -> list[int]:
         return list(range(1, steps - 1))
     if not isinstance(probes, int) or isinstance(probes, bool) or probes < 2:
         raise CalibrationError(f"probes must be None (every step) or an integer >= 2, got {probes!r}")
-    return sorted({int(round(v)) for v in np.linspace(1, steps - 2, probes)})
+    return sorted({round(v) for v in np.linspace(1, steps - 2, probes)})
 
 
 def probe_runs(steps: int, probes: int | None, run_lengths: int) -> list[tuple[int, int]]:
@@ -119,7 +120,7 @@ def probe(
         for start, length in runs:
             table = [1] * profile.steps
             table[start : start + length] = [0] * length
-            handle = attach(model, adapter, Schedule({key: table for key in keys}, {"steps": profile.steps}, fill))
+            handle = attach(model, adapter, Schedule(dict.fromkeys(keys, table), {"steps": profile.steps}, fill))
             try:
                 output = _output_tensor(generate())
             finally:

@@ -16,7 +16,7 @@ call's inputs (:class:`~smoothcache_core.engine.CacheHandle` does) and settle wi
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 
 class StepTracker:
@@ -68,7 +68,12 @@ class StepTracker:
     @property
     def counted_to_the_end(self) -> bool:
         """Whether a counting tracker has seen every evaluation of its generation."""
-        return self.step >= 0 and self.step + 1 >= self._count_steps and self.branch + 1 >= self._count_branches
+        return (
+            self._count_steps is not None
+            and self.step >= 0
+            and self.step + 1 >= self._count_steps
+            and self.branch + 1 >= self._count_branches
+        )
 
     def count(self) -> None:
         """Advance to the next evaluation by counting (for trackers built with ``steps``)."""

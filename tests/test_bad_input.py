@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 import torch
-from helpers import assert_pristine
 from test_dit_pipeline import ATTN, FF, generate
 
 import smoothcache
+from helpers import assert_pristine
 from smoothcache import AdapterError, ScheduleError, WrapError
 from smoothcache_core import handle_of
 
@@ -45,7 +45,10 @@ def test_adapter_of_wrong_type(dit_pipe):
         ({"format": "smoothcache.schedule", "version": 9, "components": {"attn1": ATTN}}, "version 9 is not supported"),
         ({"format": "other", "components": {}}, "unknown schedule format"),
         ({"format": "smoothcache.schedule", "version": 1, "components": {"attn1": ATTN}, "extra": 1}, "unknown schedule fields"),
-        ({"format": "smoothcache.schedule", "version": 1, "components": {"attn1": ATTN}, "provenance": {"adapter": "stable-audio"}}, "made for adapter 'stable-audio'"),
+        (
+            {"format": "smoothcache.schedule", "version": 1, "components": {"attn1": ATTN}, "provenance": {"adapter": "stable-audio"}},
+            "made for adapter 'stable-audio'",
+        ),
         (3.5, "must be a Schedule, a dict, a path"),
     ],
 )
@@ -85,7 +88,7 @@ def test_non_module_input():
 
 def test_failure_while_installing_undoes_the_gates_already_installed(dit_pipe, monkeypatch):
     """An installer that fails half-way (here the fourth) leaves no gate behind."""
-    from smoothcache.adapters.dit import DiTAdapter
+    from smoothcache.builtin.dit import DiTAdapter
 
     class FailingAdapter(DiTAdapter):
         name = "failing"

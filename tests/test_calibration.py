@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 import torch
-from helpers import ProjAdapter, assert_pristine
 
 import smoothcache
+from helpers import ProjAdapter, assert_pristine
 from smoothcache import CalibrationError, ErrorProfile, ProfileError
 
 STEPS = 8

@@ -7,7 +7,6 @@ import subprocess
 import sys
 
 import pytest
-import torch
 
 from smoothcache import ErrorProfile, Schedule
 from smoothcache.cli import EXAMPLES, main
@@ -25,8 +24,38 @@ def journey(tmp_path_factory, dit_pipeline_dir):
     folder = tmp_path_factory.mktemp("journey")
     model = str(dit_pipeline_dir)
     results = {
-        "calibrate": run("calibrate", model, "--steps", "8", "--samples", "2", "--scheduler", "ddim", "--probes", "3", "--run-lengths", "2", "--fill", "linear", "-o", str(folder / "p.safetensors"), "--plot", str(folder / "curves.png")),
-        "schedule": run("schedule", str(folder / "p.safetensors"), "--speedup", "1.4", "--weighting", "sensitivity", "-o", str(folder / "s.json"), "--plot", str(folder / "heat.png")),
+        "calibrate": run(
+            "calibrate",
+            model,
+            "--steps",
+            "8",
+            "--samples",
+            "2",
+            "--scheduler",
+            "ddim",
+            "--probes",
+            "3",
+            "--run-lengths",
+            "2",
+            "--fill",
+            "linear",
+            "-o",
+            str(folder / "p.safetensors"),
+            "--plot",
+            str(folder / "curves.png"),
+        ),
+        "schedule": run(
+            "schedule",
+            str(folder / "p.safetensors"),
+            "--speedup",
+            "1.4",
+            "--weighting",
+            "sensitivity",
+            "-o",
+            str(folder / "s.json"),
+            "--plot",
+            str(folder / "heat.png"),
+        ),
         "runs": run("schedule", str(folder / "p.safetensors"), "--macs", "0.7", "--method", "runs", "-o", str(folder / "r.json")),
     }
     results["generate"] = run("generate", model, "--schedule", str(folder / "s.json"), "--samples", "2", "-o", str(folder / "generated"))
@@ -56,7 +85,12 @@ def test_journey_outputs_load_back(journey):
     assert schedule.provenance["weighting"] == "sensitivity" and "sensitivity weighting" in results["schedule"].stdout
     assert abs(schedule.provenance["mac_fraction"] - 1 / 1.4) <= 0.07 and schedule.steps == 8  # the closest to 1.4x
     assert "ideal speedup" in results["schedule"].stdout and "MAC fraction" in results["schedule"].stdout
-    for image in (folder / "curves.png", folder / "heat.png", folder / "compared" / "compare.png", folder / "generated" / "sample-1000-0.png"):
+    for image in (
+        folder / "curves.png",
+        folder / "heat.png",
+        folder / "compared" / "compare.png",
+        folder / "generated" / "sample-1000-0.png",
+    ):
         assert image.read_bytes()[:8] == PNG, image
     stats = json.loads((folder / "generated" / "stats.json").read_text())
     assert stats["reused"] == 2 * 2 * sum(table.count(0) for table in schedule.tables.values())  # 2 samples x 2 layers

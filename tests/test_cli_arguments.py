@@ -65,14 +65,19 @@ BAD_VALUES = {
 
 BAD_OUTPUTS = {
     "calibrate-output-is-a-folder": (
-        ["calibrate", "MODEL", "-o", "folder"], "-o/--output 'folder' is a folder; give a file path, e.g. 'folder/profile.safetensors'"
+        ["calibrate", "MODEL", "-o", "folder"],
+        "-o/--output 'folder' is a folder; give a file path, e.g. 'folder/profile.safetensors'",
     ),
     "calibrate-plot-is-a-folder": (CALIBRATE + ["--plot", "folder"], "--plot 'folder' is a folder; give a file path"),
     "calibrate-parent-is-a-file": (
-        ["calibrate", "MODEL", "-o", "a-file/sub/p.safetensors"], "a-file' is a file, not a folder; choose another path"
+        ["calibrate", "MODEL", "-o", "a-file/sub/p.safetensors"],
+        "a-file' is a file, not a folder; choose another path",
     ),
     "schedule-output-is-a-folder": (["schedule", "p.safetensors", "--macs", "0.5", "-o", "folder"], "-o/--output 'folder' is a folder"),
-    "schedule-plot-parent-is-a-file": (SCHEDULE + ["--macs", "0.5", "--plot", "a-file/heat.png"], "--plot 'a-file/heat.png' cannot be written"),
+    "schedule-plot-parent-is-a-file": (
+        SCHEDULE + ["--macs", "0.5", "--plot", "a-file/heat.png"],
+        "--plot 'a-file/heat.png' cannot be written",
+    ),
     "generate-output-is-a-file": (GENERATE + ["-o", "a-file"], "-o/--output 'a-file' is an existing file; give a folder"),
     "compare-output-is-a-file": (COMPARE + ["-o", "a-file"], "-o/--output 'a-file' is an existing file; give a folder"),
     "compare-output-under-a-file": (COMPARE + ["-o", "a-file/out"], "a-file' is a file, not a folder"),
@@ -94,7 +99,11 @@ def test_a_bad_argument_is_one_line_and_nothing_is_loaded(case, loaded, capsys):
 
 @pytest.mark.parametrize(
     "arguments",
-    [["calibrate", "MODEL", "-o", "new/sub/p.safetensors"], ["schedule", "p", "--alpha", "0", "-o", "new/s.json"], GENERATE + ["-o", "new/out"]],
+    [
+        ["calibrate", "MODEL", "-o", "new/sub/p.safetensors"],
+        ["schedule", "p", "--alpha", "0", "-o", "new/s.json"],
+        GENERATE + ["-o", "new/out"],
+    ],
     ids=["calibrate", "schedule", "generate"],
 )
 def test_an_output_in_a_folder_without_write_permission_is_refused_first(arguments, loaded, capsys, monkeypatch):

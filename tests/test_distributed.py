@@ -20,14 +20,17 @@ def test_two_ranks_calibrate_like_one_process_and_infer_without_collectives(tmp_
     environment = {**os.environ, "OMP_NUM_THREADS": "1", "MASTER_ADDR": "127.0.0.1"}
     result = subprocess.run(
         [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "--master-port", "29517", str(WORKER), str(tmp_path)],
-        capture_output=True, text=True, timeout=300, env=environment,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=environment,
     )
     assert result.returncode == 0, result.stderr[-3000:]
 
     merged = smoothcache.ErrorProfile.load(tmp_path / "merged.safetensors")
     torch.manual_seed(0)
     model = dit_transformer("tiny")
-    single = smoothcache.calibrate(model, lambda: [sample_dit(model, 8, label=l, seed=l) for l in (1, 2, 3, 4)])
+    single = smoothcache.calibrate(model, lambda: [sample_dit(model, 8, label=label, seed=label) for label in (1, 2, 3, 4)])
     assert torch.equal(merged.counts, single.counts)
     torch.testing.assert_close(merged.sums, single.sums, rtol=1e-9, atol=1e-12)
     torch.testing.assert_close(merged.sums_sq, single.sums_sq, rtol=1e-9, atol=1e-12)

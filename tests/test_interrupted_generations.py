@@ -11,10 +11,10 @@ from __future__ import annotations
 
 import pytest
 import torch
-from helpers import assert_pristine
 from test_dit_pipeline import ATTN, FF, STEPS, generate
 
 import smoothcache
+from helpers import assert_pristine
 from smoothcache.reference.pipelines import dit_transformer
 
 SCHEDULE = {"attn1": ATTN, "ff": FF}
@@ -37,8 +37,15 @@ def raising(exception: type[BaseException], at: int):
     return hook
 
 
-def sample(model, label: int, seed: int, guidance: str = "batch", stop_after: int | None = None, raise_after: int | None = None,
-           exception: type[BaseException] = Stop) -> torch.Tensor:
+def sample(
+    model,
+    label: int,
+    seed: int,
+    guidance: str = "batch",
+    stop_after: int | None = None,
+    raise_after: int | None = None,
+    exception: type[BaseException] = Stop,
+) -> torch.Tensor:
     """DDIM with guidance as one batch (``"batch"``) or two calls per step (``"cond-first"``,
     ``"uncond-first"``); ``stop_after=n`` abandons the loop after n steps, ``raise_after=n`` raises
     between step n and the next."""
@@ -89,7 +96,7 @@ def fresh(model):
 
 @pytest.mark.parametrize("exception", [Stop, KeyboardInterrupt])
 @pytest.mark.parametrize(
-    "guidance, at",
+    ("guidance", "at"),
     [("batch", 1), ("batch", 2), ("batch", 5), ("cond-first", 2), ("uncond-first", 3)],  # split: 2 calls per step
 )
 def test_an_exception_inside_a_component_leaves_no_stale_state(model, fresh, guidance, exception, at):
@@ -129,12 +136,12 @@ def test_an_abandoned_loop_leaves_no_stale_state(model, fresh, guidance, steps):
 def test_an_abandoned_loop_after_half_a_step_leaves_no_stale_state(model, fresh):
     """Split guidance stopped between its two calls: the next generation's first call is a new latent."""
     with smoothcache.wrap(model, schedule=SCHEDULE):
-        with pytest.raises(Stop):
-            hook = model.register_forward_hook(raising(Stop, 1))
-            try:
+        hook = model.register_forward_hook(raising(Stop, 1))
+        try:
+            with pytest.raises(Stop):
                 sample(model, 7, 0, "cond-first")
-            finally:
-                hook.remove()
+        finally:
+            hook.remove()
         assert torch.equal(sample(model, 3, 4, "cond-first"), fresh["cond-first"])
 
 

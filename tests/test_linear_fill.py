@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 import torch
-from helpers import assert_pristine
 
 import smoothcache
+from helpers import assert_pristine
 from smoothcache import ProfileError, Schedule, ScheduleError
 from smoothcache_core.engine import extrapolate
 from smoothcache_core.schedule import _keep_flags, _linear_ratios

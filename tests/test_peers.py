@@ -8,7 +8,7 @@ import contextlib
 import dataclasses
 import importlib.util
 import io
-from typing import Callable
+from collections.abc import Callable
 
 import pytest
 import torch
@@ -16,10 +16,9 @@ from torch import nn
 
 import smoothcache
 from benchmarks import peers
+from helpers import assert_pristine
 from smoothcache.reference import pipelines
 from smoothcache_core.macs import flop_counter
-
-from helpers import assert_pristine
 
 #: Evaluations per generation: cache-dit's DBCache never caches its first 8 steps.
 STEPS = {"dit": 12, "stable-audio": 12, "stdit3": 4}
@@ -41,8 +40,14 @@ def sample_stable_audio(model: nn.Module, steps: int, seed: int = 0, guidance: f
     from diffusers import CosineDPMSolverMultistepScheduler
 
     scheduler = CosineDPMSolverMultistepScheduler(
-        sigma_min=0.3, sigma_max=500, sigma_data=1.0, sigma_schedule="exponential", solver_order=2,
-        prediction_type="v_prediction", rho=7.0, final_sigmas_type="zero",
+        sigma_min=0.3,
+        sigma_max=500,
+        sigma_data=1.0,
+        sigma_schedule="exponential",
+        solver_order=2,
+        prediction_type="v_prediction",
+        rho=7.0,
+        final_sigmas_type="zero",
     )
     scheduler.set_timesteps(steps)
     config = model.config
@@ -122,9 +127,8 @@ def test_the_mildest_settings_are_exact_where_the_method_can_compute_everything(
 
 def test_magcache_needs_a_calibration_run() -> None:
     model = pipelines.dit_transformer("tiny")
-    with pytest.raises(ValueError, match="calibrate="):
-        with peers.MagCache().apply(model, 0.1, 4):
-            pass
+    with pytest.raises(ValueError, match="calibrate="), peers.MagCache().apply(model, 0.1, 4):
+        pass
     assert_pristine(model)
 
 

@@ -7,13 +7,12 @@ import warnings
 import numpy as np
 import pytest
 import torch
-from hypothesis import assume, given, settings
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from smoothcache import ErrorProfile, Schedule, ScheduleError
 from smoothcache_core import ComponentSpec
-from smoothcache_core.profile import BUDGET_TOLERANCE
-from smoothcache_core.planning import estimated_error, greedy_scan
+from smoothcache_core.planning import BUDGET_TOLERANCE, estimated_error, greedy_scan
 
 
 def original_scan(row_lists: list[list[float]], threshold: float, schedule_length: int) -> list[int]:
@@ -55,7 +54,13 @@ def synthetic_profile(curves: np.ndarray, macs: list[int], overhead: int = 10) -
     """A profile with the given mean curves [components, lags, steps] (two blocks per type)."""
     count = curves.shape[0]
     components = tuple(
-        ComponentSpec(f"blocks.{i // 2}.{'attn' if i % 2 == 0 else 'mlp'}", "self_attn" if i % 2 == 0 else "ffn", "attn" if i % 2 == 0 else "mlp", "blocks", i // 2)
+        ComponentSpec(
+            f"blocks.{i // 2}.{'attn' if i % 2 == 0 else 'mlp'}",
+            "self_attn" if i % 2 == 0 else "ffn",
+            "attn" if i % 2 == 0 else "mlp",
+            "blocks",
+            i // 2,
+        )
         for i in range(count)
     )
     counts = torch.where(torch.isfinite(torch.from_numpy(curves)), 4, 0).long()
@@ -76,7 +81,10 @@ def test_greedy_reproduces_the_original_scan(velocities, lags, alpha):
     assert greedy_scan(rows, alpha) == original_scan(row_lists, alpha, steps)
 
 
-@given(rows=st.integers(3, 30).flatmap(lambda n: st.lists(st.lists(st.floats(0, 1), min_size=n, max_size=n), min_size=1, max_size=4)), alpha=st.floats(0, 1))
+@given(
+    rows=st.integers(3, 30).flatmap(lambda n: st.lists(st.lists(st.floats(0, 1), min_size=n, max_size=n), min_size=1, max_size=4)),
+    alpha=st.floats(0, 1),
+)
 def test_greedy_reproduces_the_original_scan_on_arbitrary_curves(rows, alpha):
     array = np.array(rows)
     lags, steps = array.shape
@@ -149,7 +157,12 @@ def test_optimal_is_never_worse_than_greedy_at_the_same_macs(velocities, alpha, 
 def test_type_and_block_granularity_keys():
     profile = synthetic_profile(additive_curves(np.full((4, 9), 0.1), 3), macs=[30, 60, 30, 60])
     assert set(profile.schedule(alpha=0.15).tables) == {"attn", "mlp"}
-    assert set(profile.schedule(alpha=0.15, granularity="block").tables) == {"blocks.0.attn", "blocks.0.mlp", "blocks.1.attn", "blocks.1.mlp"}
+    assert set(profile.schedule(alpha=0.15, granularity="block").tables) == {
+        "blocks.0.attn",
+        "blocks.0.mlp",
+        "blocks.1.attn",
+        "blocks.1.mlp",
+    }
     schedule = profile.schedule(speedup=1.5)
     assert schedule.provenance["ideal_speedup"] >= 1.5
     assert schedule.provenance["method"] == "greedy" and schedule.provenance["alpha"] is not None

@@ -101,7 +101,18 @@ def test_trained_workload_runs_through_the_command_line(tmp_path, capsys):
     from smoothcache.cli import main
 
     profile = tmp_path / "digits.profile.safetensors"
-    args = ["calibrate", "smoothcache.reference.workloads:digits", "--steps", "8", "--samples", "1", "--scheduler", "dpm", "-o", str(profile)]
+    args = [
+        "calibrate",
+        "smoothcache.reference.workloads:digits",
+        "--steps",
+        "8",
+        "--samples",
+        "1",
+        "--scheduler",
+        "dpm",
+        "-o",
+        str(profile),
+    ]
     assert main(args) == 0
     loaded = smoothcache.ErrorProfile.load(profile)
     assert loaded.steps == 8 and loaded.metadata["solver"] == "dpm"

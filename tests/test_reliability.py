@@ -6,10 +6,10 @@ import threading
 
 import pytest
 import torch
-from helpers import assert_pristine, zeros
 from test_dit_pipeline import ATTN, FF, STEPS, generate
 
 import smoothcache
+from helpers import assert_pristine, zeros
 from smoothcache import GenerationError, WrapError
 from smoothcache.reference.pipelines import dit_pipeline, dit_transformer, sample_dit
 
@@ -208,8 +208,14 @@ def test_an_exception_in_a_user_callback_at_the_first_step_leaves_no_stale_state
 
     with smoothcache.wrap(audio_pipe if wrapped == "pipe" else audio_pipe.transformer, schedule=schedule):
         with pytest.raises(KeyboardInterrupt):
-            audio_pipe("a dog barking in the rain", negative_prompt="low quality noise", num_inference_steps=len(ATTN1),
-                       audio_end_in_s=5.0, generator=torch.Generator().manual_seed(0), callback=callback)
+            audio_pipe(
+                "a dog barking in the rain",
+                negative_prompt="low quality noise",
+                num_inference_steps=len(ATTN1),
+                audio_end_in_s=5.0,
+                generator=torch.Generator().manual_seed(0),
+                callback=callback,
+            )
         after = generate_audio(audio_pipe, 0)
     assert torch.equal(after, fresh)
     assert_pristine(audio_pipe.transformer)
@@ -230,7 +236,7 @@ def test_two_threads_on_one_wrapped_model_are_detected():
     def generate_in_thread():
         try:
             sample_dit(model, STEPS, seed=1)
-        except BaseException as error:  # noqa: BLE001 - collected for the assertion below
+        except BaseException as error:
             errors.append(error)
 
     with smoothcache.wrap(model, schedule=SKIP) as handle:

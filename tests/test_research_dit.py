@@ -7,9 +7,9 @@ import json
 import pytest
 import torch
 from conftest import REFERENCE_SCHEDULES
-from helpers import assert_pristine, zeros
 
 import smoothcache
+from helpers import assert_pristine, zeros
 from smoothcache.reference.dit import DiT
 from smoothcache.reference.pipelines import randomize_zero_parameters
 

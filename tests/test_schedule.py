@@ -17,7 +17,9 @@ def components(stacks=("blocks",), names=("attn", "mlp"), depth=2) -> list[Compo
         for index in range(depth):
             for name in names:
                 module = nn.Identity()
-                result.append(Component.of_module(module, key=f"{stack}.{index}.{name}", kind=name, name=name, block_kind=stack, index=index))
+                result.append(
+                    Component.of_module(module, key=f"{stack}.{index}.{name}", kind=name, name=name, block_kind=stack, index=index)
+                )
     return result
 
 
@@ -33,7 +35,12 @@ def test_every_original_file_loads_and_round_trips(path, tmp_path):
 
 
 def test_v1_keeps_provenance():
-    data = {"format": "smoothcache.schedule", "version": 1, "components": {"attn": [1, 0, 1]}, "provenance": {"alpha": 0.18, "adapter": "dit"}}
+    data = {
+        "format": "smoothcache.schedule",
+        "version": 1,
+        "components": {"attn": [1, 0, 1]},
+        "provenance": {"alpha": 0.18, "adapter": "dit"},
+    }
     schedule = Schedule.from_dict(data)
     assert schedule.provenance == {"alpha": 0.18, "adapter": "dit"}
     assert schedule.to_dict() == data
@@ -182,7 +189,7 @@ def test_resolution_most_specific_first():
 def test_several_stacks_keep_their_types_apart():
     parts = components(stacks=("spatial", "temporal"))
     compiled = Schedule({"spatial.attn": [1, 0, 1], "mlp": [1, 1, 0, 1][:3], "temporal.attn-1": [1, 0, 0]}).compile(parts)
-    by_key = dict(zip((c.key for c in parts), compiled.compute))
+    by_key = dict(zip((c.key for c in parts), compiled.compute, strict=False))
     assert by_key["spatial.0.attn"] == by_key["spatial.1.attn"] == (True, False, True)
     assert by_key["temporal.0.attn"] is None
     assert by_key["temporal.1.attn"] == (True, False, False)

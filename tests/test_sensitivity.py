@@ -10,10 +10,10 @@ import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from helpers import assert_pristine
 from test_planning import synthetic_profile
 
 import smoothcache
+from helpers import assert_pristine
 from smoothcache import CalibrationError, ErrorProfile, ScheduleError
 from smoothcache_core.planning import interpolated_run_costs, plan_runs, step_weights, weighted_rows
 from smoothcache_core.sensitivity import probe_positions
@@ -60,7 +60,9 @@ def test_sensitivity_weighting_is_asked_for_and_recorded(probed):
     assert result.schedule(macs=0.7).tables == profile.schedule(macs=0.7).tables  # the paper's measure unless asked
     assert result.schedule(macs=0.7).provenance["weighting"] == "uniform"
     weighted = result.schedule(macs=0.7, weighting="sensitivity")
-    assert weighted.provenance["weighting"] == "sensitivity" and abs(weighted.provenance["mac_fraction"] - 0.7) <= 0.05  # 8 steps: a coarse grid
+    assert (
+        weighted.provenance["weighting"] == "sensitivity" and abs(weighted.provenance["mac_fraction"] - 0.7) <= 0.05
+    )  # 8 steps: a coarse grid
     with pytest.raises(ScheduleError, match="no probes.*smoothcache.probe"):
         profile.schedule(macs=0.7, weighting="sensitivity")
     with pytest.raises(ScheduleError, match="weighting must be one of"):
@@ -141,7 +143,9 @@ def test_runs_are_probed_and_planned_on_a_real_pipeline(dit_pipe, run_probed):
         elif compute and start is not None:
             runs.append((start, step - start))
             start = None
-    assert runs and schedule.provenance["estimated_error"] == pytest.approx(sum(float(probed.probe_sums[length - 1, s]) for s, length in runs))
+    assert runs and schedule.provenance["estimated_error"] == pytest.approx(
+        sum(float(probed.probe_sums[length - 1, s]) for s, length in runs)
+    )
 
     reference = generate(dit_pipe)()
     with smoothcache.wrap(dit_pipe, schedule=schedule) as handle:
@@ -180,7 +184,10 @@ def test_runs_schedule_refuses_what_it_cannot_plan(run_probed):
         probed.schedule(macs=0.7, method="runs", lookahead=3)
     with pytest.raises(ScheduleError, match="weighting at its default"):
         probed.schedule(macs=0.7, method="runs", weighting="sensitivity")
-    with pytest.warns(UserWarning, match=r"macs=0.300 is not reachable within 1%: the most reuse with runs of at most 1 steps keeps 0\.\d+ .*probe longer runs"):
+    with pytest.warns(
+        UserWarning,
+        match=r"macs=0.300 is not reachable within 1%: the most reuse with runs of at most 1 steps keeps 0\.\d+ .*probe longer runs",
+    ):
         most = probed.schedule(macs=0.3, method="runs", lookahead=1)
     for table in most.tables.values():  # fewest computes: first and last computed, never two reuses in a row
         text = "".join(map(str, table))

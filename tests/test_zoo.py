@@ -19,18 +19,19 @@ from pathlib import Path
 
 import pytest
 import torch
-from helpers import assert_pristine
 
 import smoothcache
-from smoothcache.adapters.families import FAMILIES
-from smoothcache.adapters.structure import stack_blocks
+from helpers import assert_pristine
+from smoothcache.builtin.families import FAMILIES
 from smoothcache.reference.zoo import ZooCase, all_cases, build, denoise
 
 STEPS = 6
 RESULTS: dict[str, dict] = {}
 #: The adapter each class is served by: its family row, or the adapters with their own file.
 EXPECTED = {name: row.name for row in FAMILIES for name in row.classes} | {
-    "DiTTransformer2DModel": "dit", "StableAudioDiTModel": "stable-audio", "StableAudio3DiTModel": "stable-audio",
+    "DiTTransformer2DModel": "dit",
+    "StableAudioDiTModel": "stable-audio",
+    "StableAudio3DiTModel": "stable-audio",
 }
 CASES = all_cases()
 SERVED = [case for case in CASES if case.reason is None]
@@ -69,12 +70,14 @@ def test_at_least_nine_in_ten_classes_that_run_here_are_served():
 
 
 def _record(case: ZooCase, **fields) -> None:
-    RESULTS.setdefault(case.name, {"class": case.cls, "variant": case.variant, "family": case.family, "modality": case.modality}).update(fields)
+    RESULTS.setdefault(case.name, {"class": case.cls, "variant": case.variant, "family": case.family, "modality": case.modality}).update(
+        fields
+    )
 
 
 def _changed(a, b) -> bool:
     if isinstance(a, (list, tuple)):
-        return any(_changed(x, y) for x, y in zip(a, b))
+        return any(_changed(x, y) for x, y in zip(a, b, strict=False))
     return not torch.equal(a, b)
 
 
@@ -111,9 +114,14 @@ def test_zoo_model_is_detected_exact_cached_and_restored(case):
     assert_pristine(model)
     kinds = sorted({component.kind for component in components})
     _record(
-        case, adapter=handle.adapter.name, components=len(components), kinds=kinds,
+        case,
+        adapter=handle.adapter.name,
+        components=len(components),
+        kinds=kinds,
         stacks=sorted({component.block_kind for component in components}),
-        cacheable_share=profile.mac_count().cached_share, reused=stats["reused"], macs_skipped=stats["macs_skipped"],
+        cacheable_share=profile.mac_count().cached_share,
+        reused=stats["reused"],
+        macs_skipped=stats["macs_skipped"],
     )
 
 

@@ -16,9 +16,9 @@ from pathlib import Path
 
 import pytest
 import torch
-from helpers import assert_pristine
 
 import smoothcache
+from helpers import assert_pristine
 from smoothcache.cli import main
 from smoothcache.reference.zoo import pipelines
 
@@ -79,8 +79,11 @@ def test_wrapped_pipeline_is_exact_caches_and_restores(name, built):
     for module in _denoisers(pipe):
         assert_pristine(module)
     RESULTS.setdefault(name, {}).update(
-        pipeline=type(pipe).__name__, transformer=type(pipe.transformer).__name__, adapter=handle.adapter.name,
-        components=len(handle.components), mac_fraction=profile.mac_report(schedule).fraction,
+        pipeline=type(pipe).__name__,
+        transformer=type(pipe.transformer).__name__,
+        adapter=handle.adapter.name,
+        components=len(handle.components),
+        mac_fraction=profile.mac_report(schedule).fraction,
     )
 
 

@@ -8,8 +8,9 @@ through a short denoising loop; the support matrix is written from that test's r
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Callable, Mapping
+from typing import Any
 from unittest import mock
 
 import torch

@@ -44,7 +44,7 @@ def _padded_mask(lengths: list[int], max_length: int) -> torch.Tensor:
 
 def _long_timestep(t: float, inputs: dict[str, Any]) -> torch.Tensor:
     """Discrete schedulers (DDPM/DDIM) hand the model int64 timesteps."""
-    return torch.full((inputs["hidden_states"].shape[0],), int(round(t)), dtype=torch.long)
+    return torch.full((inputs["hidden_states"].shape[0],), round(t), dtype=torch.long)
 
 
 # AuraFlow: MMDiT joint blocks, then single blocks over [register + text, image].

@@ -63,9 +63,7 @@ def flux_style_ids(text_length: int, height: int, width: int, image_start: int =
     txt_ids = torch.zeros(text_length, 3)
     txt_ids[:, 1] = txt_ids[:, 2] = torch.arange(text_length, dtype=torch.float32)
     rows, cols = torch.meshgrid(torch.arange(height), torch.arange(width), indexing="ij")
-    img_ids = torch.stack(
-        [torch.full((height * width,), image_axis0), rows.flatten() + image_start, cols.flatten() + image_start], dim=1
-    )
+    img_ids = torch.stack([torch.full((height * width,), image_axis0), rows.flatten() + image_start, cols.flatten() + image_start], dim=1)
     return txt_ids, img_ids.float()
 
 

@@ -11,7 +11,8 @@ pipeline's scheduler step does.
 from __future__ import annotations
 
 import math
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import torch
 
@@ -45,6 +46,7 @@ def _update_slice(dim: int, stop: int, start: int = 0, prediction_start: int = 0
 
 
 # --- Allegro --------------------------------------------------------------------------------------
+
 
 def _allegro_inputs(generator: torch.Generator) -> dict[str, Any]:
     from diffusers.models.embeddings import get_3d_rotary_pos_embed_allegro
@@ -252,9 +254,7 @@ def _cogvideox_rotary(frames: int, patch_t: int | None, side: int = 8, patch: in
     if patch_t is None:  # CogVideoX 1.0: the grid equals the base size, so the crop is the whole grid
         return get_3d_rotary_pos_embed(16, ((0, 0), (grid, grid)), (grid, grid), frames)
     latent_frames = (frames + patch_t - 1) // patch_t
-    return get_3d_rotary_pos_embed(
-        16, None, (grid, grid), latent_frames, grid_type="slice", max_size=(grid, grid)
-    )
+    return get_3d_rotary_pos_embed(16, None, (grid, grid), latent_frames, grid_type="slice", max_size=(grid, grid))
 
 
 def _cogvideox_inputs(patch_t: int | None) -> Callable[[torch.Generator], dict[str, Any]]:
@@ -419,9 +419,7 @@ COSMOS = ZooCase(
     timestep_range=1.0,
     make_timestep=_cosmos_frame_timestep,
     # The pipeline replaces the conditioning frames' velocity by the ground truth: they stay fixed.
-    update=_update_slice(
-        dim=2, start=_COSMOS_COND_FRAMES, stop=_COSMOS_FRAMES, prediction_start=_COSMOS_COND_FRAMES
-    ),
+    update=_update_slice(dim=2, start=_COSMOS_COND_FRAMES, stop=_COSMOS_FRAMES, prediction_start=_COSMOS_COND_FRAMES),
 )
 
 COSMOS_TEXT2WORLD = ZooCase(
@@ -437,6 +435,7 @@ COSMOS_TEXT2WORLD = ZooCase(
 
 
 # --- EasyAnimate ----------------------------------------------------------------------------------
+
 
 def _easyanimate_inputs(generator: torch.Generator) -> dict[str, Any]:
     return {
@@ -470,6 +469,7 @@ EASYANIMATE = ZooCase(
 
 
 # --- Helios (chunked long video with multi-scale history) -----------------------------------------
+
 
 def _helios_inputs(generator: torch.Generator) -> dict[str, Any]:
     # The pipeline's default layout with `keep_first_frame`, scaled down: history sizes [long, mid, 1x]
@@ -638,6 +638,7 @@ HUNYUAN_VIDEO_15_I2V = ZooCase(
 
 
 # --- HunyuanVideo FramePack -----------------------------------------------------------------------
+
 
 def _framepack_inputs(generator: torch.Generator) -> dict[str, Any]:
     # The default inverted anti-drifting layout, scaled down: [prefix, padding, window, 1x, 2x, 4x]

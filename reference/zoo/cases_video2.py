@@ -60,8 +60,14 @@ LTX_FRAMES, LTX_HEIGHT, LTX_WIDTH = 3, 4, 4
 LTX_TOKENS_PER_FRAME = LTX_HEIGHT * LTX_WIDTH
 
 LTX_CONFIG = dict(
-    in_channels=4, out_channels=4, num_attention_heads=2, attention_head_dim=8, cross_attention_dim=16,
-    num_layers=2, qk_norm="rms_norm_across_heads", caption_channels=16,
+    in_channels=4,
+    out_channels=4,
+    num_attention_heads=2,
+    attention_head_dim=8,
+    cross_attention_dim=16,
+    num_layers=2,
+    qk_norm="rms_norm_across_heads",
+    caption_channels=16,
 )
 
 
@@ -70,7 +76,9 @@ def ltx_inputs(generator: torch.Generator) -> dict[str, Any]:
         hidden_states=randn(generator, BATCH, LTX_FRAMES * LTX_TOKENS_PER_FRAME, 4),
         encoder_hidden_states=randn(generator, BATCH, 8, 16),
         encoder_attention_mask=text_mask(BATCH, 8),
-        num_frames=LTX_FRAMES, height=LTX_HEIGHT, width=LTX_WIDTH,
+        num_frames=LTX_FRAMES,
+        height=LTX_HEIGHT,
+        width=LTX_WIDTH,
         # (VAE temporal compression / frame rate, spatial compression, spatial compression), as the pipeline.
         rope_interpolation_scale=(8 / 25, 32, 32),
         return_dict=False,
@@ -102,10 +110,22 @@ def ltx_keep_conditioning_tokens(latent: torch.Tensor, prediction: torch.Tensor)
 LTX2_AUDIO_FRAMES = 5
 
 LTX2_CONFIG = dict(
-    in_channels=4, out_channels=4, patch_size=1, patch_size_t=1, num_attention_heads=2, attention_head_dim=8,
-    cross_attention_dim=16, audio_in_channels=4, audio_out_channels=4, audio_num_attention_heads=2,
-    audio_attention_head_dim=4, audio_cross_attention_dim=8, num_layers=2, qk_norm="rms_norm_across_heads",
-    caption_channels=16, rope_double_precision=False,
+    in_channels=4,
+    out_channels=4,
+    patch_size=1,
+    patch_size_t=1,
+    num_attention_heads=2,
+    attention_head_dim=8,
+    cross_attention_dim=16,
+    audio_in_channels=4,
+    audio_out_channels=4,
+    audio_num_attention_heads=2,
+    audio_attention_head_dim=4,
+    audio_cross_attention_dim=8,
+    num_layers=2,
+    qk_norm="rms_norm_across_heads",
+    caption_channels=16,
+    rope_double_precision=False,
 )
 
 
@@ -122,7 +142,11 @@ def ltx2_inputs(generator: torch.Generator) -> dict[str, Any]:
         audio_encoder_attention_mask=mask,
         # The pipeline also passes video/audio coords precomputed from these same numbers; the forward
         # builds identical ones from them.
-        num_frames=LTX_FRAMES, height=LTX_HEIGHT, width=LTX_WIDTH, fps=24.0, audio_num_frames=LTX2_AUDIO_FRAMES,
+        num_frames=LTX_FRAMES,
+        height=LTX_HEIGHT,
+        width=LTX_WIDTH,
+        fps=24.0,
+        audio_num_frames=LTX2_AUDIO_FRAMES,
         isolate_modalities=False,
         use_cross_timestep=True,  # the pipelines' default
         return_dict=False,
@@ -137,8 +161,14 @@ def ltx2_timestep(t: float, inputs: dict[str, Any]) -> torch.Tensor:
 # LTX-2.3: gated attention, prompt cross-attention modulated by sigma (``prompt_adaln``), the STG-ready
 # perturbed-attention processor, and connector outputs already at the model width (no caption projection).
 LTX23_CONFIG = {
-    **LTX2_CONFIG, "gated_attn": True, "cross_attn_mod": True, "audio_gated_attn": True,
-    "audio_cross_attn_mod": True, "rope_type": "split", "use_prompt_embeddings": False, "perturbed_attn": True,
+    **LTX2_CONFIG,
+    "gated_attn": True,
+    "cross_attn_mod": True,
+    "audio_gated_attn": True,
+    "audio_cross_attn_mod": True,
+    "rope_type": "split",
+    "use_prompt_embeddings": False,
+    "perturbed_attn": True,
 }
 
 
@@ -169,9 +199,21 @@ def ltx2_i2v_timestep(t: float, inputs: dict[str, Any]) -> torch.Tensor:
 LATTE_FRAMES = 3
 
 LATTE_CONFIG = dict(
-    sample_size=4, num_layers=2, patch_size=2, attention_head_dim=4, num_attention_heads=2, caption_channels=8,
-    in_channels=4, cross_attention_dim=8, out_channels=8, attention_bias=True, activation_fn="gelu-approximate",
-    num_embeds_ada_norm=1000, norm_type="ada_norm_single", norm_elementwise_affine=False, norm_eps=1e-6,
+    sample_size=4,
+    num_layers=2,
+    patch_size=2,
+    attention_head_dim=4,
+    num_attention_heads=2,
+    caption_channels=8,
+    in_channels=4,
+    cross_attention_dim=8,
+    out_channels=8,
+    attention_bias=True,
+    activation_fn="gelu-approximate",
+    num_embeds_ada_norm=1000,
+    norm_type="ada_norm_single",
+    norm_elementwise_affine=False,
+    norm_eps=1e-6,
     video_length=LATTE_FRAMES,  # the temporal position embedding is added per frame, so it must match
 )
 
@@ -193,9 +235,18 @@ def integer_timestep(t: float, inputs: dict[str, Any]) -> torch.Tensor:
 # Mochi: the scheduler runs with inverted sigmas, so the model sees 1000 * (1 - sigma): 0 at pure noise.
 
 MOCHI_CONFIG = dict(
-    patch_size=2, num_attention_heads=2, attention_head_dim=8, num_layers=2, pooled_projection_dim=16,
-    in_channels=4, out_channels=None, qk_norm="rms_norm", text_embed_dim=16, time_embed_dim=4,
-    activation_fn="swiglu", max_sequence_length=16,
+    patch_size=2,
+    num_attention_heads=2,
+    attention_head_dim=8,
+    num_layers=2,
+    pooled_projection_dim=16,
+    in_channels=4,
+    out_channels=None,
+    qk_norm="rms_norm",
+    text_embed_dim=16,
+    time_embed_dim=4,
+    activation_fn="swiglu",
+    max_sequence_length=16,
 )
 
 
@@ -216,10 +267,24 @@ def mochi_timestep(t: float, inputs: dict[str, Any]) -> torch.Tensor:
 # Sana video: t in [0, 1000]; image-to-video pins the first latent frame at t=0 per token.
 
 SANA_VIDEO_CONFIG = dict(
-    in_channels=16, out_channels=16, num_attention_heads=2, attention_head_dim=12, num_layers=2,
-    num_cross_attention_heads=2, cross_attention_head_dim=12, cross_attention_dim=24, caption_channels=16,
-    mlp_ratio=2.5, dropout=0.0, attention_bias=False, sample_size=8, patch_size=(1, 2, 2),
-    norm_elementwise_affine=False, norm_eps=1e-6, qk_norm="rms_norm_across_heads", rope_max_seq_len=32,
+    in_channels=16,
+    out_channels=16,
+    num_attention_heads=2,
+    attention_head_dim=12,
+    num_layers=2,
+    num_cross_attention_heads=2,
+    cross_attention_head_dim=12,
+    cross_attention_dim=24,
+    caption_channels=16,
+    mlp_ratio=2.5,
+    dropout=0.0,
+    attention_bias=False,
+    sample_size=8,
+    patch_size=(1, 2, 2),
+    norm_elementwise_affine=False,
+    norm_eps=1e-6,
+    qk_norm="rms_norm_across_heads",
+    rope_max_seq_len=32,
 )
 
 
@@ -248,9 +313,15 @@ SANA_WM_FRAMES, SANA_WM_SIZE = 3, 4
 SANA_WM_VAE_STRIDE = (8, 32, 32)  # LTX-2 VAE
 
 SANA_WM_CONFIG = dict(
-    in_channels=8, num_layers=2, hidden_size=32, num_attention_heads=2, linear_head_dim=16,
+    in_channels=8,
+    num_layers=2,
+    hidden_size=32,
+    num_attention_heads=2,
+    linear_head_dim=16,
     softmax_every_n=2,  # block 1 runs the softmax attention variant, block 0 the gated delta net
-    caption_channels=16, mlp_ratio=2.0, chunk_plucker_post_attn_blocks=2,
+    caption_channels=16,
+    mlp_ratio=2.0,
+    chunk_plucker_post_attn_blocks=2,
 )
 
 
@@ -264,9 +335,7 @@ def sana_wm_camera(generator: torch.Generator) -> dict[str, torch.Tensor]:
     poses[:, 2, 3] = 0.05 * torch.arange(pixel_frames)
     poses[:, :3, 3] += 0.01 * randn(generator, pixel_frames, 3)
     intrinsics = torch.tensor([pixels, pixels, pixels / 2, pixels / 2], dtype=torch.float32).repeat(pixel_frames, 1)
-    camera = prepare_camera(
-        poses.numpy(), intrinsics.numpy(), target_size=(pixels, pixels), vae_stride=SANA_WM_VAE_STRIDE
-    )
+    camera = prepare_camera(poses.numpy(), intrinsics.numpy(), target_size=(pixels, pixels), vae_stride=SANA_WM_VAE_STRIDE)
     return {
         "camera_conditions": camera["raymap"].unsqueeze(0).repeat(BATCH, 1, 1),
         "chunk_plucker": camera["chunk_plucker"].unsqueeze(0).repeat(BATCH, 1, 1, 1, 1),
@@ -298,9 +367,19 @@ def sana_wm_timestep(t: float, inputs: dict[str, Any]) -> torch.Tensor:
 # the attention-sink frame and the already refined history; t = sigma * 1000 per token.
 
 REFINER_CONFIG = dict(
-    in_channels=4, out_channels=4, num_attention_heads=2, attention_head_dim=8, cross_attention_dim=16,
-    audio_in_channels=4, audio_out_channels=4, audio_num_attention_heads=2, audio_attention_head_dim=4,
-    audio_cross_attention_dim=8, num_layers=2, caption_channels=16, rope_double_precision=False,
+    in_channels=4,
+    out_channels=4,
+    num_attention_heads=2,
+    attention_head_dim=8,
+    cross_attention_dim=16,
+    audio_in_channels=4,
+    audio_out_channels=4,
+    audio_num_attention_heads=2,
+    audio_attention_head_dim=4,
+    audio_cross_attention_dim=8,
+    num_layers=2,
+    caption_channels=16,
+    rope_double_precision=False,
 )
 REFINER_SINK_FRAMES, REFINER_HISTORY_FRAMES, REFINER_BLOCK_FRAMES = 1, 1, 2
 REFINER_FPS = 24.0
@@ -360,15 +439,26 @@ def per_token_timestep(t: float, inputs: dict[str, Any]) -> torch.Tensor:
 # Wan 2.1 / 2.2 and SkyReels-V2 (a Wan 2.1 derivative): [B, C, F, H, W] latents; t in [0, 1000].
 
 WAN_CONFIG = dict(
-    patch_size=(1, 2, 2), num_attention_heads=2, attention_head_dim=12, in_channels=4, out_channels=4,
-    text_dim=16, freq_dim=256, ffn_dim=32, num_layers=2, cross_attn_norm=True, qk_norm="rms_norm_across_heads",
+    patch_size=(1, 2, 2),
+    num_attention_heads=2,
+    attention_head_dim=12,
+    in_channels=4,
+    out_channels=4,
+    text_dim=16,
+    freq_dim=256,
+    ffn_dim=32,
+    num_layers=2,
+    cross_attn_norm=True,
+    qk_norm="rms_norm_across_heads",
     rope_max_seq_len=32,
 )
 WAN_I2V_CONFIG = {
     **WAN_CONFIG,
     # Noisy latents (4) + conditioning (4-channel frame mask + 4 image latent channels), CLIP image tokens
     # through the cross-attention's added K/V projections.
-    "in_channels": 12, "image_dim": 16, "added_kv_proj_dim": 24,
+    "in_channels": 12,
+    "image_dim": 16,
+    "added_kv_proj_dim": 24,
 }
 
 
@@ -433,8 +523,13 @@ def skyreels_df_timestep(t: float, inputs: dict[str, Any]) -> torch.Tensor:
 # Wan VACE and Wan-Animate.
 
 WAN_VACE_CONFIG = {
-    **WAN_CONFIG, "in_channels": 16, "out_channels": 16, "text_dim": 32, "num_layers": 4,
-    "vace_layers": [0, 2], "vace_in_channels": 48,
+    **WAN_CONFIG,
+    "in_channels": 16,
+    "out_channels": 16,
+    "text_dim": 32,
+    "num_layers": 4,
+    "vace_layers": [0, 2],
+    "vace_in_channels": 48,
 }
 
 
@@ -451,11 +546,27 @@ def wan_vace_inputs(generator: torch.Generator) -> dict[str, Any]:
 WAN_ANIMATE_FRAMES = 2  # latent frames of a segment; the input adds the reference image's frame
 
 WAN_ANIMATE_CONFIG = dict(
-    patch_size=(1, 2, 2), num_attention_heads=2, attention_head_dim=12, in_channels=12, latent_channels=4,
-    out_channels=4, text_dim=16, freq_dim=256, ffn_dim=32, num_layers=2, cross_attn_norm=True,
-    qk_norm="rms_norm_across_heads", image_dim=16, rope_max_seq_len=32,
-    motion_encoder_channel_sizes={"4": 16, "8": 16, "16": 16}, motion_encoder_size=16, motion_style_dim=8,
-    motion_dim=4, motion_encoder_dim=16, face_encoder_hidden_dim=16, face_encoder_num_heads=2,
+    patch_size=(1, 2, 2),
+    num_attention_heads=2,
+    attention_head_dim=12,
+    in_channels=12,
+    latent_channels=4,
+    out_channels=4,
+    text_dim=16,
+    freq_dim=256,
+    ffn_dim=32,
+    num_layers=2,
+    cross_attn_norm=True,
+    qk_norm="rms_norm_across_heads",
+    image_dim=16,
+    rope_max_seq_len=32,
+    motion_encoder_channel_sizes={"4": 16, "8": 16, "16": 16},
+    motion_encoder_size=16,
+    motion_style_dim=8,
+    motion_dim=4,
+    motion_encoder_dim=16,
+    face_encoder_hidden_dim=16,
+    face_encoder_num_heads=2,
     inject_face_latents_blocks=2,
 )
 
@@ -480,8 +591,16 @@ ANIMATE2_LATENT, ANIMATE2_CONDITION, ANIMATE2_FRAMES, ANIMATE2_SIZE = 4, 8, 2, 4
 ANIMATE2_SEGMENT_FRAMES, ANIMATE2_AREA = 5, [32, 32]  # pixel geometry giving the latent sizes above
 
 WAN_ANIMATE2_CONFIG = dict(
-    patch_size=(1, 2, 2), text_len=8, in_dim=ANIMATE2_LATENT + ANIMATE2_CONDITION, dim=32, ffn_dim=64,
-    freq_dim=32, text_dim=16, out_dim=ANIMATE2_LATENT, num_heads=2, num_layers=2,
+    patch_size=(1, 2, 2),
+    text_len=8,
+    in_dim=ANIMATE2_LATENT + ANIMATE2_CONDITION,
+    dim=32,
+    ffn_dim=64,
+    freq_dim=32,
+    text_dim=16,
+    out_dim=ANIMATE2_LATENT,
+    num_heads=2,
+    num_layers=2,
 )
 
 
@@ -526,9 +645,18 @@ def wan_animate2_update(latent: list[torch.Tensor], prediction: torch.Tensor) ->
 # Audio.
 
 ACE_STEP_CONFIG = dict(
-    hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
-    head_dim=8, in_channels=24, audio_acoustic_hidden_dim=8, patch_size=2, rope_theta=10000.0,
-    rms_norm_eps=1e-6, sliding_window=16,
+    hidden_size=32,
+    intermediate_size=64,
+    num_hidden_layers=2,
+    num_attention_heads=4,
+    num_key_value_heads=2,
+    head_dim=8,
+    in_channels=24,
+    audio_acoustic_hidden_dim=8,
+    patch_size=2,
+    rope_theta=10000.0,
+    rms_norm_eps=1e-6,
+    sliding_window=16,
 )
 
 
@@ -562,8 +690,14 @@ def longcat_inputs(generator: torch.Generator) -> dict[str, Any]:
 
 
 MINIMAX_CONFIG = dict(
-    in_channels=8, condition_dim=16, num_layers=2, num_attention_heads=2, attention_head_dim=8, ff_inner_dim=32,
-    rotary_dim=4, fourier_embedding_dim=8,
+    in_channels=8,
+    condition_dim=16,
+    num_layers=2,
+    num_attention_heads=2,
+    attention_head_dim=8,
+    ff_inner_dim=32,
+    rotary_dim=4,
+    fourier_embedding_dim=8,
 )
 
 
@@ -576,9 +710,17 @@ def minimax_inputs(generator: torch.Generator) -> dict[str, Any]:
 
 
 STABLE_AUDIO3_CONFIG = dict(
-    io_channels=8, patch_size=1, embed_dim=32, depth=2, num_heads=4, cond_token_dim=16,
+    io_channels=8,
+    patch_size=1,
+    embed_dim=32,
+    depth=2,
+    num_heads=4,
+    cond_token_dim=16,
     global_cond_dim=16,  # equal to cond_token_dim: the duration embedding is also appended as a context token
-    local_add_cond_dim=5, timestep_features_dim=16, ff_mult=2, num_memory_tokens=3,
+    local_add_cond_dim=5,
+    timestep_features_dim=16,
+    ff_mult=2,
+    num_memory_tokens=3,
     use_differential_attention=True,  # as the released SA3 Medium
 )
 
@@ -599,9 +741,17 @@ def stable_audio3_inputs(generator: torch.Generator) -> dict[str, Any]:
 STABLE_AUDIO_FRAMES, STABLE_AUDIO_HEAD_DIM = 32, 8
 
 STABLE_AUDIO_CONFIG = dict(
-    sample_size=STABLE_AUDIO_FRAMES, in_channels=4, out_channels=4, num_layers=2,
-    attention_head_dim=STABLE_AUDIO_HEAD_DIM, num_attention_heads=4, num_key_value_attention_heads=2,
-    cross_attention_dim=16, time_proj_dim=16, global_states_input_dim=32, cross_attention_input_dim=16,
+    sample_size=STABLE_AUDIO_FRAMES,
+    in_channels=4,
+    out_channels=4,
+    num_layers=2,
+    attention_head_dim=STABLE_AUDIO_HEAD_DIM,
+    num_attention_heads=4,
+    num_key_value_attention_heads=2,
+    cross_attention_dim=16,
+    time_proj_dim=16,
+    global_states_input_dim=32,
+    cross_attention_input_dim=16,
 )
 
 
@@ -629,85 +779,183 @@ def stable_audio_timestep(t: float, inputs: dict[str, Any]) -> torch.Tensor:
 CASES: list[ZooCase] = [
     ZooCase("LTXVideoTransformer3DModel", "LTX-Video", "video", LTX_CONFIG, ltx_inputs),
     ZooCase(
-        "LTXVideoTransformer3DModel", "LTX-Video", "video", LTX_CONFIG, ltx_inputs, variant="i2v",
-        make_timestep=ltx_i2v_timestep, update=ltx_keep_conditioning_tokens,
+        "LTXVideoTransformer3DModel",
+        "LTX-Video",
+        "video",
+        LTX_CONFIG,
+        ltx_inputs,
+        variant="i2v",
+        make_timestep=ltx_i2v_timestep,
+        update=ltx_keep_conditioning_tokens,
     ),
     ZooCase(
-        "LTX2VideoTransformer3DModel", "LTX-2", "video", LTX2_CONFIG, ltx2_inputs, make_timestep=ltx2_timestep,
-    ),
-    ZooCase(
-        "LTX2VideoTransformer3DModel", "LTX-2", "video", LTX23_CONFIG, ltx23_inputs, variant="2.3",
+        "LTX2VideoTransformer3DModel",
+        "LTX-2",
+        "video",
+        LTX2_CONFIG,
+        ltx2_inputs,
         make_timestep=ltx2_timestep,
     ),
     ZooCase(
-        "LTX2VideoTransformer3DModel", "LTX-2", "video", LTX2_CONFIG, ltx2_i2v_inputs, variant="i2v",
-        make_timestep=ltx2_i2v_timestep, update=ltx_keep_conditioning_tokens,
+        "LTX2VideoTransformer3DModel",
+        "LTX-2",
+        "video",
+        LTX23_CONFIG,
+        ltx23_inputs,
+        variant="2.3",
+        make_timestep=ltx2_timestep,
     ),
     ZooCase(
-        "LatteTransformer3DModel", "Latte", "video", LATTE_CONFIG, latte_inputs, make_timestep=integer_timestep,
+        "LTX2VideoTransformer3DModel",
+        "LTX-2",
+        "video",
+        LTX2_CONFIG,
+        ltx2_i2v_inputs,
+        variant="i2v",
+        make_timestep=ltx2_i2v_timestep,
+        update=ltx_keep_conditioning_tokens,
     ),
     ZooCase(
-        "MochiTransformer3DModel", "Mochi 1", "video", MOCHI_CONFIG, mochi_inputs, make_timestep=mochi_timestep,
+        "LatteTransformer3DModel",
+        "Latte",
+        "video",
+        LATTE_CONFIG,
+        latte_inputs,
+        make_timestep=integer_timestep,
+    ),
+    ZooCase(
+        "MochiTransformer3DModel",
+        "Mochi 1",
+        "video",
+        MOCHI_CONFIG,
+        mochi_inputs,
+        make_timestep=mochi_timestep,
     ),
     ZooCase("SanaVideoTransformer3DModel", "Sana-Video", "video", SANA_VIDEO_CONFIG, sana_video_inputs),
     ZooCase(
-        "SanaVideoTransformer3DModel", "Sana-Video", "video", SANA_VIDEO_CONFIG, sana_video_inputs, variant="i2v",
-        make_timestep=sana_video_i2v_timestep, update=keep_first_frame,
+        "SanaVideoTransformer3DModel",
+        "Sana-Video",
+        "video",
+        SANA_VIDEO_CONFIG,
+        sana_video_inputs,
+        variant="i2v",
+        make_timestep=sana_video_i2v_timestep,
+        update=keep_first_frame,
     ),
     ZooCase(
-        "SanaWMTransformer3DModel", "SANA-WM", "video", SANA_WM_CONFIG, sana_wm_inputs,
-        make_timestep=sana_wm_timestep, update=keep_first_frame,
+        "SanaWMTransformer3DModel",
+        "SANA-WM",
+        "video",
+        SANA_WM_CONFIG,
+        sana_wm_inputs,
+        make_timestep=sana_wm_timestep,
+        update=keep_first_frame,
     ),
     ZooCase(
-        "SanaWMLTX2RefinerTransformer3DModel", "SANA-WM refiner", "video", REFINER_CONFIG, refiner_inputs,
+        "SanaWMLTX2RefinerTransformer3DModel",
+        "SANA-WM refiner",
+        "video",
+        REFINER_CONFIG,
+        refiner_inputs,
         make_timestep=per_token_timestep,
     ),
     ZooCase("SkyReelsV2Transformer3DModel", "SkyReels-V2", "video", WAN_CONFIG, wan_inputs),
     ZooCase(
-        "SkyReelsV2Transformer3DModel", "SkyReels-V2", "video", SKYREELS_DF_CONFIG, skyreels_df_inputs,
-        variant="diffusion-forcing", make_timestep=skyreels_df_timestep,
+        "SkyReelsV2Transformer3DModel",
+        "SkyReels-V2",
+        "video",
+        SKYREELS_DF_CONFIG,
+        skyreels_df_inputs,
+        variant="diffusion-forcing",
+        make_timestep=skyreels_df_timestep,
     ),
     ZooCase("WanTransformer3DModel", "Wan 2.1 / 2.2", "video", WAN_CONFIG, wan_inputs),
     ZooCase(
-        "WanTransformer3DModel", "Wan 2.1 / 2.2", "video", WAN_I2V_CONFIG, wan_i2v_inputs, variant="i2v",
+        "WanTransformer3DModel",
+        "Wan 2.1 / 2.2",
+        "video",
+        WAN_I2V_CONFIG,
+        wan_i2v_inputs,
+        variant="i2v",
         update=update_leading_channels,
     ),
     ZooCase(
-        "WanTransformer3DModel", "Wan 2.1 / 2.2", "video", WAN_CONFIG, wan_inputs, variant="ti2v",
-        make_timestep=wan_ti2v_timestep, update=keep_first_frame,
+        "WanTransformer3DModel",
+        "Wan 2.1 / 2.2",
+        "video",
+        WAN_CONFIG,
+        wan_inputs,
+        variant="ti2v",
+        make_timestep=wan_ti2v_timestep,
+        update=keep_first_frame,
     ),
     ZooCase(
-        "WanAnimateTransformer3DModel", "Wan 2.2 Animate", "video", WAN_ANIMATE_CONFIG, wan_animate_inputs,
+        "WanAnimateTransformer3DModel",
+        "Wan 2.2 Animate",
+        "video",
+        WAN_ANIMATE_CONFIG,
+        wan_animate_inputs,
         update=update_leading_channels,
     ),
     ZooCase(
-        "WanAnimate2Transformer3DModel", "Wan-Animate 2", "video", WAN_ANIMATE2_CONFIG, wan_animate2_inputs,
-        make_timestep=wan_animate2_timestep, update=wan_animate2_update,
+        "WanAnimate2Transformer3DModel",
+        "Wan-Animate 2",
+        "video",
+        WAN_ANIMATE2_CONFIG,
+        wan_animate2_inputs,
+        make_timestep=wan_animate2_timestep,
+        update=wan_animate2_update,
     ),
     ZooCase("WanVACETransformer3DModel", "Wan VACE", "video", WAN_VACE_CONFIG, wan_vace_inputs),
     ZooCase(
-        "TransformerTemporalModel", "UNet3D temporal layer", "video",
+        "TransformerTemporalModel",
+        "UNet3D temporal layer",
+        "video",
         reason="a temporal attention layer inside UNet3DConditionModel and I2VGen-XL, not a denoiser: the UNet "
         "calls it without a timestep and its blocks ignore one.",
     ),
     ZooCase(
-        "AceStepTransformer1DModel", "ACE-Step 1.5", "audio", ACE_STEP_CONFIG, ace_step_inputs,
-        timestep_range=1.0, make_timestep=ace_step_timestep,
+        "AceStepTransformer1DModel",
+        "ACE-Step 1.5",
+        "audio",
+        ACE_STEP_CONFIG,
+        ace_step_inputs,
+        timestep_range=1.0,
+        make_timestep=ace_step_timestep,
     ),
     ZooCase(
-        "LongCatAudioDiTTransformer", "LongCat-Audio-DiT", "audio", LONGCAT_CONFIG, longcat_inputs,
-        timestep_range=1.0, make_timestep=reversed_timestep,
+        "LongCatAudioDiTTransformer",
+        "LongCat-Audio-DiT",
+        "audio",
+        LONGCAT_CONFIG,
+        longcat_inputs,
+        timestep_range=1.0,
+        make_timestep=reversed_timestep,
     ),
     ZooCase(
-        "MiniMaxMusic3Transformer1DModel", "MiniMax Music 3", "audio", MINIMAX_CONFIG, minimax_inputs,
-        timestep_range=1.0, make_timestep=reversed_timestep,
+        "MiniMaxMusic3Transformer1DModel",
+        "MiniMax Music 3",
+        "audio",
+        MINIMAX_CONFIG,
+        minimax_inputs,
+        timestep_range=1.0,
+        make_timestep=reversed_timestep,
     ),
     ZooCase(
-        "StableAudio3DiTModel", "Stable Audio 3", "audio", STABLE_AUDIO3_CONFIG, stable_audio3_inputs,
+        "StableAudio3DiTModel",
+        "Stable Audio 3",
+        "audio",
+        STABLE_AUDIO3_CONFIG,
+        stable_audio3_inputs,
         timestep_range=1.0,
     ),
     ZooCase(
-        "StableAudioDiTModel", "Stable Audio Open", "audio", STABLE_AUDIO_CONFIG, stable_audio_inputs,
-        timestep_range=1.0, make_timestep=stable_audio_timestep,
+        "StableAudioDiTModel",
+        "Stable Audio Open",
+        "audio",
+        STABLE_AUDIO_CONFIG,
+        stable_audio_inputs,
+        timestep_range=1.0,
+        make_timestep=stable_audio_timestep,
     ),
 ]

@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import functools
 import string
-from typing import TYPE_CHECKING, Any, Callable, Iterable, NamedTuple, Sequence
+from collections.abc import Callable, Iterable, Sequence
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import torch
 
@@ -19,26 +20,83 @@ from smoothcache.reference.pipelines import randomize_zero_parameters, t5_tokeni
 
 if TYPE_CHECKING:
     from diffusers import (
-        FluxPipeline, LTXPipeline, QwenImagePipeline, StableAudio3Pipeline, StableDiffusion3Pipeline, WanPipeline,
+        FluxPipeline,
+        LTXPipeline,
+        QwenImagePipeline,
+        StableAudio3Pipeline,
+        StableDiffusion3Pipeline,
+        WanPipeline,
     )
     from transformers import CLIPTokenizer, GemmaTokenizer, Qwen2Tokenizer
 
 #: Whole-word tokens of the in-memory BPE vocabularies: the prompts of tests and examples.
-_WORDS = (
-    "a an the of and with in on by cat dog photo photograph painting squirrel eating burger dance monkey "
-    "astronaut riding horse bad quality blurry low hammer hitting wooden surface piano rain"
-).split()
+_WORDS = [
+    "a",
+    "an",
+    "the",
+    "of",
+    "and",
+    "with",
+    "in",
+    "on",
+    "by",
+    "cat",
+    "dog",
+    "photo",
+    "photograph",
+    "painting",
+    "squirrel",
+    "eating",
+    "burger",
+    "dance",
+    "monkey",
+    "astronaut",
+    "riding",
+    "horse",
+    "bad",
+    "quality",
+    "blurry",
+    "low",
+    "hammer",
+    "hitting",
+    "wooden",
+    "surface",
+    "piano",
+    "rain",
+]
 
 #: Qwen-Image's prompt template, worded as the pipeline has it: these words are single tokens, so the
 #: template's system part is the 34 tokens the pipeline drops, as with the real Qwen2.5 tokenizer.
-_QWEN_TEMPLATE_WORDS = (
-    "Describe the image by detailing the color shape size texture quantity text spatial relationships "
-    "of the objects and background"
-).split()
+_QWEN_TEMPLATE_WORDS = [
+    "Describe",
+    "the",
+    "image",
+    "by",
+    "detailing",
+    "the",
+    "color",
+    "shape",
+    "size",
+    "texture",
+    "quantity",
+    "text",
+    "spatial",
+    "relationships",
+    "of",
+    "the",
+    "objects",
+    "and",
+    "background",
+]
 
 #: Qwen2.5-VL's special tokens, ``<|endoftext|>`` (padding) first.
 _QWEN_SPECIALS = (
-    "<|endoftext|>", "<|im_start|>", "<|im_end|>", "<|vision_start|>", "<|vision_end|>", "<|image_pad|>",
+    "<|endoftext|>",
+    "<|im_start|>",
+    "<|im_end|>",
+    "<|vision_start|>",
+    "<|vision_end|>",
+    "<|image_pad|>",
     "<|video_pad|>",
 )
 
@@ -78,7 +136,8 @@ def clip_tokenizer(model_max_length: int = 77) -> CLIPTokenizer:
     words, merges = _whole_word_bpe(list(word[:-1]) + [word[-1] + "</w>"] for word in _WORDS)
     vocab = alphabet + [character + "</w>" for character in alphabet] + words + ["<|startoftext|>", "<|endoftext|>"]
     return CLIPTokenizer(
-        vocab={token: i for i, token in enumerate(dict.fromkeys(vocab))}, merges=merges,
+        vocab={token: i for i, token in enumerate(dict.fromkeys(vocab))},
+        merges=merges,
         model_max_length=model_max_length,
     )
 
@@ -105,8 +164,10 @@ def gemma_tokenizer(model_max_length: int = 16) -> GemmaTokenizer:
     tokens, merges = _whole_word_bpe([*_WORDS, *("\u2581" + word for word in _WORDS)])
     vocab = ["<pad>", "<eos>", "<bos>", "<unk>", "<mask>"] + [f"<0x{byte:02X}>" for byte in range(256)] + letters + tokens
     return GemmaTokenizer(
-        vocab={token: i for i, token in enumerate(dict.fromkeys(vocab))}, merges=merges,
-        model_max_length=model_max_length, add_bos_token=True,
+        vocab={token: i for i, token in enumerate(dict.fromkeys(vocab))},
+        merges=merges,
+        model_max_length=model_max_length,
+        add_bos_token=True,
     )
 
 
@@ -118,9 +179,19 @@ def _t5_encoder(vocab_size: int, seed: int, d_model: int = 32, umt5: bool = Fals
     torch.manual_seed(seed)
     return model_class(
         config_class(
-            vocab_size=vocab_size, d_model=d_model, d_kv=8, d_ff=37, num_layers=2, num_decoder_layers=1,
-            num_heads=4, relative_attention_num_buckets=8, relative_attention_max_distance=16, dropout_rate=0.0,
-            feed_forward_proj="gated-gelu" if umt5 else "relu", pad_token_id=0, eos_token_id=1,
+            vocab_size=vocab_size,
+            d_model=d_model,
+            d_kv=8,
+            d_ff=37,
+            num_layers=2,
+            num_decoder_layers=1,
+            num_heads=4,
+            relative_attention_num_buckets=8,
+            relative_attention_max_distance=16,
+            dropout_rate=0.0,
+            feed_forward_proj="gated-gelu" if umt5 else "relu",
+            pad_token_id=0,
+            eos_token_id=1,
             decoder_start_token_id=0,
         )
     ).eval()
@@ -132,9 +203,16 @@ def _clip_encoder(tokenizer: CLIPTokenizer, seed: int, hidden: int = 32, project
 
     torch.manual_seed(seed)
     config = CLIPTextConfig(
-        vocab_size=len(tokenizer), hidden_size=hidden, intermediate_size=37, num_hidden_layers=2,
-        num_attention_heads=4, max_position_embeddings=tokenizer.model_max_length, projection_dim=hidden,
-        hidden_act="quick_gelu", bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
+        vocab_size=len(tokenizer),
+        hidden_size=hidden,
+        intermediate_size=37,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        max_position_embeddings=tokenizer.model_max_length,
+        projection_dim=hidden,
+        hidden_act="quick_gelu",
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
         pad_token_id=tokenizer.pad_token_id,
     )
     return (CLIPTextModelWithProjection if projection else CLIPTextModel)(config).eval()
@@ -147,10 +225,19 @@ def _autoencoder_kl(seed: int, latent_channels: int, scaling_factor: float, shif
 
     torch.manual_seed(seed)
     return AutoencoderKL(
-        in_channels=3, out_channels=3, down_block_types=("DownEncoderBlock2D",) * 2,
-        up_block_types=("UpDecoderBlock2D",) * 2, block_out_channels=(8, 16), latent_channels=latent_channels,
-        layers_per_block=1, norm_num_groups=8, sample_size=32, use_quant_conv=False, use_post_quant_conv=False,
-        scaling_factor=scaling_factor, shift_factor=shift_factor,
+        in_channels=3,
+        out_channels=3,
+        down_block_types=("DownEncoderBlock2D",) * 2,
+        up_block_types=("UpDecoderBlock2D",) * 2,
+        block_out_channels=(8, 16),
+        latent_channels=latent_channels,
+        layers_per_block=1,
+        norm_num_groups=8,
+        sample_size=32,
+        use_quant_conv=False,
+        use_post_quant_conv=False,
+        scaling_factor=scaling_factor,
+        shift_factor=shift_factor,
     ).eval()
 
 
@@ -173,15 +260,26 @@ def flux_pipeline(seed: int = 0, guidance_distilled: bool = True) -> FluxPipelin
     tokenizer_2 = t5_tokenizer(_T5_MAX_LENGTH)
     transformer = _seeded_transformer(
         lambda: FluxTransformer2DModel(
-            patch_size=1, in_channels=16, num_layers=2, num_single_layers=2, attention_head_dim=16,
-            num_attention_heads=2, joint_attention_dim=32, pooled_projection_dim=32,
-            guidance_embeds=guidance_distilled, axes_dims_rope=(4, 6, 6),
+            patch_size=1,
+            in_channels=16,
+            num_layers=2,
+            num_single_layers=2,
+            attention_head_dim=16,
+            num_attention_heads=2,
+            joint_attention_dim=32,
+            pooled_projection_dim=32,
+            guidance_embeds=guidance_distilled,
+            axes_dims_rope=(4, 6, 6),
         ),
         seed,
     )
     if guidance_distilled:
         scheduler = FlowMatchEulerDiscreteScheduler(
-            shift=3.0, use_dynamic_shifting=True, base_shift=0.5, max_shift=1.15, base_image_seq_len=256,
+            shift=3.0,
+            use_dynamic_shifting=True,
+            base_shift=0.5,
+            max_shift=1.15,
+            base_image_seq_len=256,
             max_image_seq_len=4096,
         )
     else:
@@ -207,9 +305,18 @@ def sd3_pipeline(seed: int = 0) -> StableDiffusion3Pipeline:
     tokenizer, tokenizer_2, tokenizer_3 = clip_tokenizer(), clip_tokenizer(), t5_tokenizer(_T5_MAX_LENGTH)
     transformer = _seeded_transformer(
         lambda: SD3Transformer2DModel(
-            sample_size=16, patch_size=2, in_channels=4, out_channels=4, num_layers=2, attention_head_dim=8,
-            num_attention_heads=4, caption_projection_dim=32, joint_attention_dim=48, pooled_projection_dim=40,
-            pos_embed_max_size=16, qk_norm="rms_norm",
+            sample_size=16,
+            patch_size=2,
+            in_channels=4,
+            out_channels=4,
+            num_layers=2,
+            attention_head_dim=8,
+            num_attention_heads=4,
+            caption_projection_dim=32,
+            joint_attention_dim=48,
+            pooled_projection_dim=40,
+            pos_embed_max_size=16,
+            qk_norm="rms_norm",
         ),
         seed,
     )
@@ -232,9 +339,18 @@ def _wan_transformer(seed: int) -> torch.nn.Module:
 
     return _seeded_transformer(
         lambda: WanTransformer3DModel(
-            patch_size=(1, 2, 2), num_attention_heads=2, attention_head_dim=12, in_channels=16, out_channels=16,
-            text_dim=32, freq_dim=256, ffn_dim=32, num_layers=2, cross_attn_norm=True,
-            qk_norm="rms_norm_across_heads", rope_max_seq_len=32,
+            patch_size=(1, 2, 2),
+            num_attention_heads=2,
+            attention_head_dim=12,
+            in_channels=16,
+            out_channels=16,
+            text_dim=32,
+            freq_dim=256,
+            ffn_dim=32,
+            num_layers=2,
+            cross_attn_norm=True,
+            qk_norm="rms_norm_across_heads",
+            rope_max_seq_len=32,
         ),
         seed,
     )
@@ -251,7 +367,11 @@ def wan_pipeline(seed: int = 0, two_experts: bool = False) -> WanPipeline:
     tokenizer = t5_tokenizer(_T5_MAX_LENGTH)
     torch.manual_seed(seed + 1)
     vae = AutoencoderKLWan(
-        base_dim=3, z_dim=16, dim_mult=[1, 1, 1, 1], num_res_blocks=1, temperal_downsample=[False, True, True],
+        base_dim=3,
+        z_dim=16,
+        dim_mult=[1, 1, 1, 1],
+        num_res_blocks=1,
+        temperal_downsample=[False, True, True],
     ).eval()
     return WanPipeline(
         tokenizer=tokenizer,
@@ -278,30 +398,59 @@ def stable_audio3_pipeline(seed: int = 0) -> StableAudio3Pipeline:
     tokenizer = gemma_tokenizer()
     transformer = _seeded_transformer(
         lambda: StableAudio3DiTModel(
-            io_channels=8, patch_size=1, embed_dim=32, depth=2, num_heads=4, cond_token_dim=width,
-            global_cond_dim=width, local_add_cond_dim=5, timestep_features_dim=16, ff_mult=2, num_memory_tokens=3,
+            io_channels=8,
+            patch_size=1,
+            embed_dim=32,
+            depth=2,
+            num_heads=4,
+            cond_token_dim=width,
+            global_cond_dim=width,
+            local_add_cond_dim=5,
+            timestep_features_dim=16,
+            ff_mult=2,
+            num_memory_tokens=3,
         ),
         seed,
     )
     torch.manual_seed(seed + 1)
     vae = AutoencoderSAME(
-        audio_channels=2, patch_size=2, encoder_channels=8, encoder_c_mults=(2,), encoder_strides=(2,),
-        encoder_transformer_depths=(1,), latent_dim=8, dim_heads=4, ff_mult=2, sampling_rate=64,
+        audio_channels=2,
+        patch_size=2,
+        encoder_channels=8,
+        encoder_c_mults=(2,),
+        encoder_strides=(2,),
+        encoder_transformer_depths=(1,),
+        latent_dim=8,
+        dim_heads=4,
+        ff_mult=2,
+        sampling_rate=64,
     ).eval()
     # SAME zero-initialises its attention and feed-forward outputs; untrained, its decoder would ignore the latents
     randomize_zero_parameters(vae, seed + 1, std=0.25)
     module = T5GemmaModuleConfig(
-        vocab_size=len(tokenizer), hidden_size=width, intermediate_size=32, num_hidden_layers=2,
-        num_attention_heads=2, num_key_value_heads=1, head_dim=8, max_position_embeddings=64, sliding_window=64,
-        layer_types=["full_attention", "full_attention"], pad_token_id=tokenizer.pad_token_id,
-        bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
+        vocab_size=len(tokenizer),
+        hidden_size=width,
+        intermediate_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        num_key_value_heads=1,
+        head_dim=8,
+        max_position_embeddings=64,
+        sliding_window=64,
+        layer_types=["full_attention", "full_attention"],
+        pad_token_id=tokenizer.pad_token_id,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
     ).to_dict()
     torch.manual_seed(seed + 2)
     text_encoder = T5GemmaEncoderModel(T5GemmaConfig(encoder=module, decoder=module, is_encoder_decoder=False)).eval()
     torch.manual_seed(seed + 3)
     duration_embedder = StableAudio3DurationEmbedder(output_dim=width, fourier_dim=16)
     return StableAudio3Pipeline(
-        vae=vae, text_encoder=text_encoder, tokenizer=tokenizer, duration_embedder=duration_embedder,
+        vae=vae,
+        text_encoder=text_encoder,
+        tokenizer=tokenizer,
+        duration_embedder=duration_embedder,
         transformer=transformer,
         scheduler=FlowMatchEulerDiscreteScheduler(num_train_timesteps=1, shift=1.0, stochastic_sampling=False),
     )
@@ -316,26 +465,52 @@ def ltx_pipeline(seed: int = 0) -> LTXPipeline:
     tokenizer = t5_tokenizer(_T5_MAX_LENGTH)
     transformer = _seeded_transformer(
         lambda: LTXVideoTransformer3DModel(
-            in_channels=8, out_channels=8, patch_size=1, patch_size_t=1, num_attention_heads=4, attention_head_dim=8,
-            cross_attention_dim=32, num_layers=2, caption_channels=32,
+            in_channels=8,
+            out_channels=8,
+            patch_size=1,
+            patch_size_t=1,
+            num_attention_heads=4,
+            attention_head_dim=8,
+            cross_attention_dim=32,
+            num_layers=2,
+            caption_channels=32,
         ),
         seed,
     )
     torch.manual_seed(seed + 1)
     vae = AutoencoderKLLTXVideo(
-        in_channels=3, out_channels=3, latent_channels=8, block_out_channels=(8, 8, 8, 8),
-        decoder_block_out_channels=(8, 8, 8, 8), layers_per_block=(1, 1, 1, 1, 1),
-        decoder_layers_per_block=(1, 1, 1, 1, 1), spatio_temporal_scaling=(True, True, False, False),
-        decoder_spatio_temporal_scaling=(True, True, False, False), decoder_inject_noise=(False,) * 5,
-        upsample_residual=(False,) * 4, upsample_factor=(1,) * 4, timestep_conditioning=False, patch_size=1,
-        patch_size_t=1, encoder_causal=True, decoder_causal=False,
+        in_channels=3,
+        out_channels=3,
+        latent_channels=8,
+        block_out_channels=(8, 8, 8, 8),
+        decoder_block_out_channels=(8, 8, 8, 8),
+        layers_per_block=(1, 1, 1, 1, 1),
+        decoder_layers_per_block=(1, 1, 1, 1, 1),
+        spatio_temporal_scaling=(True, True, False, False),
+        decoder_spatio_temporal_scaling=(True, True, False, False),
+        decoder_inject_noise=(False,) * 5,
+        upsample_residual=(False,) * 4,
+        upsample_factor=(1,) * 4,
+        timestep_conditioning=False,
+        patch_size=1,
+        patch_size_t=1,
+        encoder_causal=True,
+        decoder_causal=False,
     ).eval()
     scheduler = FlowMatchEulerDiscreteScheduler(
-        shift=1.0, use_dynamic_shifting=True, base_shift=0.95, max_shift=2.05, base_image_seq_len=1024,
-        max_image_seq_len=4096, shift_terminal=0.1,
+        shift=1.0,
+        use_dynamic_shifting=True,
+        base_shift=0.95,
+        max_shift=2.05,
+        base_image_seq_len=1024,
+        max_image_seq_len=4096,
+        shift_terminal=0.1,
     )
     return LTXPipeline(
-        scheduler=scheduler, vae=vae, text_encoder=_t5_encoder(len(tokenizer), seed + 2), tokenizer=tokenizer,
+        scheduler=scheduler,
+        vae=vae,
+        text_encoder=_t5_encoder(len(tokenizer), seed + 2),
+        tokenizer=tokenizer,
         transformer=transformer,
     )
 
@@ -351,36 +526,63 @@ def qwen_image_pipeline(seed: int = 0) -> QwenImagePipeline:
     tokenizer = qwen2_tokenizer()
     transformer = _seeded_transformer(
         lambda: QwenImageTransformer2DModel(
-            patch_size=2, in_channels=16, out_channels=4, num_layers=2, attention_head_dim=16, num_attention_heads=3,
-            joint_attention_dim=16, guidance_embeds=False, axes_dims_rope=(8, 4, 4),
+            patch_size=2,
+            in_channels=16,
+            out_channels=4,
+            num_layers=2,
+            attention_head_dim=16,
+            num_attention_heads=3,
+            joint_attention_dim=16,
+            guidance_embeds=False,
+            axes_dims_rope=(8, 4, 4),
         ),
         seed,
     )
     torch.manual_seed(seed + 1)
     vae = AutoencoderKLQwenImage(
-        base_dim=24, z_dim=4, dim_mult=[1, 2, 4], num_res_blocks=1, temperal_downsample=[False, True],
-        latents_mean=[0.0] * 4, latents_std=[1.0] * 4,
+        base_dim=24,
+        z_dim=4,
+        dim_mult=[1, 2, 4],
+        num_res_blocks=1,
+        temperal_downsample=[False, True],
+        latents_mean=[0.0] * 4,
+        latents_std=[1.0] * 4,
     ).eval()
     ids = tokenizer.convert_tokens_to_ids
     torch.manual_seed(seed + 2)
     text_encoder = Qwen2_5_VLForConditionalGeneration(
         Qwen2_5_VLConfig(
             text_config={
-                "vocab_size": len(tokenizer), "hidden_size": 16, "intermediate_size": 16, "num_hidden_layers": 2,
-                "num_attention_heads": 2, "num_key_value_heads": 2, "rope_theta": 1000000.0,
+                "vocab_size": len(tokenizer),
+                "hidden_size": 16,
+                "intermediate_size": 16,
+                "num_hidden_layers": 2,
+                "num_attention_heads": 2,
+                "num_key_value_heads": 2,
+                "rope_theta": 1000000.0,
                 "rope_scaling": {"mrope_section": [1, 1, 2], "rope_type": "default", "type": "default"},
-                "bos_token_id": ids("<|endoftext|>"), "eos_token_id": ids("<|im_end|>"),
+                "bos_token_id": ids("<|endoftext|>"),
+                "eos_token_id": ids("<|im_end|>"),
                 "pad_token_id": ids("<|endoftext|>"),
             },
             vision_config={"depth": 2, "hidden_size": 16, "intermediate_size": 16, "num_heads": 2, "out_hidden_size": 16},
-            vocab_size=len(tokenizer), hidden_size=16, image_token_id=ids("<|image_pad|>"),
-            video_token_id=ids("<|video_pad|>"), vision_start_token_id=ids("<|vision_start|>"),
+            vocab_size=len(tokenizer),
+            hidden_size=16,
+            image_token_id=ids("<|image_pad|>"),
+            video_token_id=ids("<|video_pad|>"),
+            vision_start_token_id=ids("<|vision_start|>"),
             vision_end_token_id=ids("<|vision_end|>"),
         )
     ).eval()
     scheduler = FlowMatchEulerDiscreteScheduler(
-        shift=1.0, use_dynamic_shifting=True, base_shift=0.5, max_shift=0.9, base_image_seq_len=256,
-        max_image_seq_len=8192, shift_terminal=0.02, time_shift_type="exponential",
+        shift=1.0,
+        use_dynamic_shifting=True,
+        base_shift=0.5,
+        max_shift=0.9,
+        base_image_seq_len=256,
+        max_image_seq_len=8192,
+        shift_terminal=0.02,
+        time_shift_type="exponential",
     )
     return QwenImagePipeline(scheduler=scheduler, vae=vae, text_encoder=text_encoder, tokenizer=tokenizer, transformer=transformer)
 
@@ -442,7 +644,10 @@ def call(name: str, pipe: Any, seed: int = 0, steps: int = 4, prompt: str = "a c
     """Run ``pipe`` (built by ``BUILDERS[name]`` or loaded from its saved folder) with :data:`CALLS`
     and a seeded generator; return :func:`output`."""
     result = pipe(
-        prompt=prompt, num_inference_steps=steps, generator=torch.Generator().manual_seed(seed), output_type="pt",
+        prompt=prompt,
+        num_inference_steps=steps,
+        generator=torch.Generator().manual_seed(seed),
+        output_type="pt",
         **CALLS[name],
     )
     return output(name, result)

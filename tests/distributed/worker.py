@@ -20,7 +20,19 @@ from smoothcache.reference.pipelines import dit_transformer, sample_dit
 STEPS = 8
 LABELS = {0: [1, 2], 1: [3, 4]}
 #: The collectives and point-to-point calls a dynamic cache would need to agree on a decision.
-WATCHED = ("all_reduce", "all_gather", "all_gather_object", "broadcast", "broadcast_object_list", "barrier", "reduce", "send", "recv", "scatter", "gather")
+WATCHED = (
+    "all_reduce",
+    "all_gather",
+    "all_gather_object",
+    "broadcast",
+    "broadcast_object_list",
+    "barrier",
+    "reduce",
+    "send",
+    "recv",
+    "scatter",
+    "gather",
+)
 
 
 def main(output: Path) -> None:
@@ -28,7 +40,7 @@ def main(output: Path) -> None:
     rank = dist.get_rank()
     torch.manual_seed(0)
     model = dit_transformer("tiny")
-    profile = smoothcache.calibrate(model, lambda: [sample_dit(model, STEPS, label=l, seed=l) for l in LABELS[rank]])
+    profile = smoothcache.calibrate(model, lambda: [sample_dit(model, STEPS, label=label, seed=label) for label in LABELS[rank]])
     merged = profile.all_reduce()
 
     calls: list[str] = []
