@@ -23,20 +23,22 @@ cache-dit, the original SmoothCache 0.1.1 helper) wherever they run.
 
 Run: ``python -m benchmarks.frontier [--cases digits-ddim ...]``. Writes
 benchmarks/results/frontier.json (cases run now replace their earlier results, the others are kept),
-benchmarks/results/frontier-<case>.png and BENCHMARKS.md (every case in the JSON).
+docs/images/frontier-<case>.png and docs/frontier.md (every case in the JSON).
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import itertools
 import json
 import os
 import time
 import warnings
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 
 import torch
 from torch import nn
@@ -48,6 +50,7 @@ from smoothcache_core.macs import flop_counter
 from smoothcache_core.metrics import fidelity, frechet_distance
 
 ROOT = Path(__file__).parent.parent
+DOCS = ROOT / "docs"
 #: Fractions of MACs to keep that the smoothcache variants are derived for.
 MAC_TARGETS = (0.8, 0.65, 0.55, 0.5, 0.45, 0.4)
 #: The same for the variants of the paper's schedule (optimal, per block): fewer points, same span.
@@ -225,8 +228,11 @@ def _peer_methods(case: Case, profile: smoothcache.ErrorProfile, unsupported: di
             continue
         for value in peer.values:
             methods.append(
-                Method(peer.name, f"{peer.knob}{value}" if peer.knob.endswith("=") else f"{peer.knob}={value}",
-                       lambda p=peer, v=value: p.apply(case.model, v, case.steps, calibrate=case.calibrate))
+                Method(
+                    peer.name,
+                    f"{peer.knob}{value}" if peer.knob.endswith("=") else f"{peer.knob}={value}",
+                    lambda p=peer, v=value: p.apply(case.model, v, case.steps, calibrate=case.calibrate),
+                )
             )
     return methods
 
@@ -291,7 +297,10 @@ def run_case(name: str, families: list[str] | None = None, previous: dict[str, A
     methods = _smoothcache_methods(case, profile) + _peer_methods(case, profile, unsupported)
     if families is None:
         resampled = {
-            "family": "uncached", "setting": f"seed {RESAMPLE_SEED} (noise floor)", "mac_fraction": 1.0, "time_ratio": float("nan"),
+            "family": "uncached",
+            "setting": f"seed {RESAMPLE_SEED} (noise floor)",
+            "mac_fraction": 1.0,
+            "time_ratio": float("nan"),
             **_evaluate(case, case.generate(RESAMPLE_SEED), None),
         }
         points = [uncached, resampled]
@@ -383,7 +392,7 @@ def at_speedup(points: list[dict[str, Any]], speedup: float, key: str) -> float 
     import math
 
     ordered = sorted((1 / p["mac_fraction"], p[key]) for p in points if key in p)
-    for (low, low_value), (high, high_value) in zip(ordered, ordered[1:]):
+    for (low, low_value), (high, high_value) in itertools.pairwise(ordered):
         if low <= speedup <= high:
             if high == low or not all(map(math.isfinite, (low_value, high_value))):
                 return high_value if math.isfinite(high_value) else low_value
@@ -403,11 +412,16 @@ def plot_case(result: dict[str, Any], path: Path) -> None:
     figure, axes = plt.subplots(1, 2, figsize=(12, 4.5))
     for family, points in _families(result).items():
         style = {"marker": "*", "markersize": 14, "linestyle": "none"} if family == "uncached" else {"marker": "o"}
-        for axis, measure in zip(axes, (key, fidelity_key)):
+        for axis, measure in zip(axes, (key, fidelity_key), strict=False):
             # settings that skip nothing have infinite PSNR/SNR: they are the uncached point
             shown = [p for p in points if abs(p[measure]) != float("inf")]
-            axis.plot([1 / p["mac_fraction"] for p in shown], [p[measure] for p in shown], label=family,
-                      linewidth=2.5 if family.startswith("smoothcache") else 1.2, **style)
+            axis.plot(
+                [1 / p["mac_fraction"] for p in shown],
+                [p[measure] for p in shown],
+                label=family,
+                linewidth=2.5 if family.startswith("smoothcache") else 1.2,
+                **style,
+            )
     floor = _noise_floor(result, key)
     if floor is not None:
         uncached = result["points"][0][key]
@@ -433,26 +447,26 @@ def _cell(point: dict[str, Any], key: str) -> str:
 
 
 def markdown(results: dict[str, Any], command: str) -> str:
-    """BENCHMARKS.md: per case, every family at 2x MACs, then every point measured, and why some
+    """docs/frontier.md: per case, every family at 2x MACs, then every point measured, and why some
     peers did not run."""
     lines = [
         "# Benchmarks: the speed/quality frontier",
         "",
         f"Produced by `{command}` (CPU, torch {torch.__version__}); raw numbers in",
-        "`benchmarks/results/frontier.json`, plots in `benchmarks/results/frontier-*.png`. MAC fraction =",
+        "`benchmarks/results/frontier.json`, plots in `docs/images/frontier-*.png`. MAC fraction =",
         "flops counted over the whole evaluation set relative to uncached; time ratio = wall time relative",
         "to uncached (one run each, on 2 CPU cores: indicative only; `benchmarks/speedup.py` measures speed",
         "properly); fidelity (PSNR/SSIM, or LSD/SNR for audio) is measured against the uncached output of the",
         "same seeds; the Fréchet distance (FD) uses the digit classifier's features, against the real test",
         "digits (per frame for video) and against the uncached outputs; accuracy is the classifier's on the",
-        "generated samples. \"uncached, seed 2000\" draws the same labels with other seeds: its FD to real",
+        'generated samples. "uncached, seed 2000" draws the same labels with other seeds: its FD to real',
         "data is how much FD moves by chance.",
     ]
     for name, result in results.items():
         key, _ = _quality_keys(result)
         fidelity_keys = ("psnr_db", "ssim") if result["modality"] != "audio" else ("lsd_db", "snr_db")
         extra = ("frechet_distance", "frechet_to_uncached", "accuracy") if key == "frechet_distance" else ()
-        lines += ["", f"## {name}: {result['description']}", "", f"![{name}](benchmarks/results/frontier-{name}.png)", ""]
+        lines += ["", f"## {name}: {result['description']}", "", f"![{name}](images/frontier-{name}.png)", ""]
         summary_keys = (*fidelity_keys, *extra)
         lines += ["At 2x MAC speedup (interpolated between each method's two settings around it):", ""]
         lines.append("| method | " + " | ".join(summary_keys) + " |")
@@ -461,16 +475,24 @@ def markdown(results: dict[str, Any], command: str) -> str:
             if family == "uncached":
                 continue
             values = {k: at_speedup(points, 2.0, k) for k in summary_keys}
-            cells = ["does not reach 2x"] + [""] * (len(summary_keys) - 1) if values[summary_keys[0]] is None else [
-                "-" if v is None else f"{v:.3f}" for v in values.values()
-            ]
+            cells = (
+                ["does not reach 2x"] + [""] * (len(summary_keys) - 1)
+                if values[summary_keys[0]] is None
+                else ["-" if v is None else f"{v:.3f}" for v in values.values()]
+            )
             lines.append(f"| {family} | " + " | ".join(cells) + " |")
         headers = ["method", "setting", "MAC fraction", "MAC speedup", "time ratio", *fidelity_keys, *extra]
         lines += ["", "Every point:", ""]
         lines.append("| " + " | ".join(headers) + " |")
         lines.append("|" + "---|" * len(headers))
         for point in sorted(result["points"], key=lambda p: (p["family"] != "uncached", p["family"], -p["mac_fraction"])):
-            values = [point["family"], point["setting"] or "-", f"{point['mac_fraction']:.3f}", f"{1 / point['mac_fraction']:.2f}x", _cell(point, "time_ratio")]
+            values = [
+                point["family"],
+                point["setting"] or "-",
+                f"{point['mac_fraction']:.3f}",
+                f"{1 / point['mac_fraction']:.2f}x",
+                _cell(point, "time_ratio"),
+            ]
             values += [_cell(point, k) for k in (*fidelity_keys, *extra)]
             lines.append("| " + " | ".join(values) + " |")
         if result["unsupported"]:
@@ -498,9 +520,11 @@ def summary_table(results: dict[str, Any], speedup: float = 2.0) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--cases", nargs="+", default=list(CASES), choices=list(CASES))
-    parser.add_argument("--report-only", action="store_true", help="rewrite the plots, BENCHMARKS.md and the summary from frontier.json")
+    parser.add_argument("--report-only", action="store_true", help="rewrite the plots, docs/frontier.md and the summary from frontier.json")
     parser.add_argument(
-        "--families", nargs="+", metavar="FAMILY",
+        "--families",
+        nargs="+",
+        metavar="FAMILY",
         help="re-run only these method families (e.g. 'smoothcache runs (probed)') and keep the stored points of the others",
     )
     args = parser.parse_args()
@@ -512,10 +536,10 @@ def main() -> None:
         write_results("frontier", {"cases": results})  # after every case: a long run keeps its work
     results = {name: results[name] for name in CASES if name in results}
     for name, result in results.items():
-        plot_case(result, RESULTS / f"frontier-{name}.png")
-    (ROOT / "BENCHMARKS.md").write_text(markdown(results, "python -m benchmarks.frontier --cases <case>"))
+        plot_case(result, DOCS / "images" / f"frontier-{name}.png")
+    (DOCS / "frontier.md").write_text(markdown(results, "python -m benchmarks.frontier --cases <case>"))
     print(summary_table(results))
-    print(f"wrote {path}, the plots and BENCHMARKS.md")
+    print(f"wrote {path}, the plots and docs/frontier.md")
 
 
 if __name__ == "__main__":

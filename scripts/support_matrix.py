@@ -1,12 +1,12 @@
-"""Write the README's support matrix from the zoo tests' results, never by hand.
+"""Write the docs' support matrix (docs/support-matrix.md) from the zoo tests' results, never by hand.
 
 Runs ``tests/test_zoo.py`` (every transformer class diffusers exports, model-level) and
 ``tests/test_zoo_pipelines.py`` (pipelines end to end, CLI included) with ``SMOOTHCACHE_ZOO_RESULTS``
 set, keeps their results in ``benchmarks/results/support_matrix.json`` and replaces the table
-between the README's ``support-matrix`` markers. A family appears as served only if its cases passed.
+between the ``support-matrix`` markers of docs/support-matrix.md. A family appears as served only if its cases passed.
 
     python scripts/support_matrix.py              # run the tests (about 5 minutes on 2 cores), write
-    python scripts/support_matrix.py --no-run     # rewrite the README from the stored results
+    python scripts/support_matrix.py --no-run     # rewrite the page from the stored results
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "benchmarks" / "results" / "support_matrix.json"
-README = ROOT / "README.md"
+PAGE = ROOT / "docs" / "support-matrix.md"
 START, END = "<!-- support-matrix:start -->", "<!-- support-matrix:end -->"
 TESTS = ["tests/test_zoo.py", "tests/test_zoo_pipelines.py"]
 
@@ -64,14 +64,18 @@ def _family_rows(models: dict, pipelines: dict) -> list[list[str]]:
         variants = sorted({entry["variant"] for entry in entries if entry["variant"]})
         compiles = {entry.get("compiles") for entry in entries} - {None}
         tested = sorted({end_to_end[name] for name in classes if name in end_to_end})
-        rows.append([
-            f"`{adapter}`", _family(adapter, entries), entries[0]["modality"],
-            ", ".join(f"`{name}`" for name in classes) + (f" ({', '.join(variants)})" if variants else ""),
-            ", ".join(kinds) + f" in {', '.join(f'`{stack}`' for stack in stacks)}",
-            low if low == high else f"{low}–{high}",
-            "yes" if compiles == {"fullgraph"} else ("the model's own block breaks the graph" if compiles else "not tried"),
-            "end to end: " + ", ".join(f"`{name}`" for name in tested) if tested else "model-level",
-        ])
+        rows.append(
+            [
+                f"`{adapter}`",
+                _family(adapter, entries),
+                entries[0]["modality"],
+                ", ".join(f"`{name}`" for name in classes) + (f" ({', '.join(variants)})" if variants else ""),
+                ", ".join(kinds) + f" in {', '.join(f'`{stack}`' for stack in stacks)}",
+                low if low == high else f"{low}–{high}",
+                "yes" if compiles == {"fullgraph"} else ("the model's own block breaks the graph" if compiles else "not tried"),
+                "end to end: " + ", ".join(f"`{name}`" for name in tested) if tested else "model-level",
+            ]
+        )
     return rows
 
 
@@ -79,11 +83,20 @@ def matrix(results: dict) -> str:
     """The markdown between the markers."""
     models, pipelines = results["models"], results["pipelines"]
     rows = _family_rows(models, pipelines)
-    header = ["adapter", "family", "modality", "diffusers classes (variants)", "cached components", "cacheable MACs", "block compiles fullgraph", "tested"]
+    header = [
+        "adapter",
+        "family",
+        "modality",
+        "diffusers classes (variants)",
+        "cached components",
+        "cacheable MACs",
+        "block compiles fullgraph",
+        "tested",
+    ]
     lines = [
         f"{len(rows)} adapters serve {len({entry['class'] for entry in models.values() if 'adapter' in entry})} transformer classes "
         f"({len(models)} configurations) of the installed diffusers; every one passed: adapter detected, nothing skipped "
-        "bit-identical, a calibrated schedule reuses and skips measured MACs, unwrap exact. \"end to end\": the pipeline ran "
+        'bit-identical, a calibrated schedule reuses and skips measured MACs, unwrap exact. "end to end": the pipeline ran '
         "wrapped and through `inspect`, `calibrate`, `schedule` and `compare`. Cacheable MACs are measured on the tiny test "
         "configurations (a low share means embedders or refiners that are large only there). A diffusers transformer "
         "newer than this table is served by the `diffusers` fallback adapter when its structure is found. Written by "
@@ -100,26 +113,26 @@ def matrix(results: dict) -> str:
     return "\n".join(lines)
 
 
-def write_readme(text: str) -> None:
-    readme = README.read_text()
-    if START not in readme or END not in readme:
-        raise SystemExit(f"README.md has no {START} ... {END} markers")
-    head, rest = readme.split(START, 1)
+def write_page(text: str) -> None:
+    page = PAGE.read_text()
+    if START not in page or END not in page:
+        raise SystemExit(f"{PAGE} has no {START} ... {END} markers")
+    head, rest = page.split(START, 1)
     _, tail = rest.split(END, 1)
-    README.write_text(f"{head}{START}\n{text}\n{END}{tail}")
+    PAGE.write_text(f"{head}{START}\n{text}\n{END}{tail}")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--no-run", action="store_true", help="rewrite the README from the stored results")
+    parser.add_argument("--no-run", action="store_true", help="rewrite the page from the stored results")
     args = parser.parse_args()
     if args.no_run:
         results = json.loads(RESULTS.read_text())
     else:
         results = run_tests()
         RESULTS.write_text(json.dumps(results, indent=1, sort_keys=True) + "\n")
-    write_readme(matrix(results))
-    print(f"wrote the support matrix to {README.name} ({RESULTS.relative_to(ROOT)})")
+    write_page(matrix(results))
+    print(f"wrote the support matrix to {PAGE.relative_to(ROOT)} ({RESULTS.relative_to(ROOT)})")
 
 
 if __name__ == "__main__":
