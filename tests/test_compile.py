@@ -29,7 +29,8 @@ def eager_cached(model, schedule, steps: int = STEPS) -> torch.Tensor:
 
 
 def compiled_frames() -> int:
-    return counters["frames"]["ok"]
+    """Graphs dynamo compiled since the fixture reset its counters (``frames.ok`` stays empty on torch 2.13)."""
+    return counters["stats"]["unique_graphs"]
 
 
 @pytest.mark.parametrize("steps", [6, 18])
@@ -51,7 +52,7 @@ def test_regional_compile_recompiles_per_pattern_not_per_step(fresh_dynamo, step
     # FORA n=3: compute and keep, reuse and keep, reuse and drop, compute at the last step. Each block
     # compiles once per pattern it meets, whatever the step count (x2 at most: block 0's input layout)
     assert patterns == {"blocks.0": 4, "blocks.1": 4}
-    assert compiled_frames() <= 2 * sum(patterns.values())
+    assert 0 < compiled_frames() <= 2 * sum(patterns.values())
     # compiled gates do not count; their calls are counted from the plan
     assert stats["computed"] + stats["reused"] == 2 * steps * 2 * 2
     assert stats["reused"] == 2 * 2 * 2 * schedule.tables["attn1"].count(0)
@@ -69,7 +70,7 @@ def test_whole_model_compile_has_no_graph_break(fresh_dynamo):
         patterns = handle.decision_patterns()
     torch.testing.assert_close(output, expected, rtol=1e-5, atol=1e-5)
     assert sum(counters["graph_break"].values()) == 0  # the timestep is read by an eager hook outside the graph
-    assert compiled_frames() <= max(patterns.values())  # one graph per model-wide pattern
+    assert 0 < compiled_frames() <= max(patterns.values())  # one graph per model-wide pattern
 
 
 def test_inductor_on_cpu_matches_eager(fresh_dynamo):
