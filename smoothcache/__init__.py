@@ -44,6 +44,7 @@ from smoothcache_core import (
 from smoothcache_core import (
     probe as probe_steps,
 )
+from smoothcache_core.sensitivity import select_schedule as choose_schedule
 
 try:
     __version__ = metadata.version("smoothcache")
@@ -73,6 +74,7 @@ __all__ = [
     "probe",
     "register_plugin",
     "resolve_adapter",
+    "select_schedule",
     "wrap",
 ]
 
@@ -226,6 +228,31 @@ def probe(
     """
     module = _as_model(model)
     return probe_steps(module, resolve_adapter(module, adapter), profile, generate, probes, on_probe, run_lengths, fill)
+
+
+def select_schedule(
+    model: nn.Module | Any,
+    profile: ErrorProfile,
+    generate: Callable[[], Any],
+    *,
+    macs: float | None = None,
+    speedup: float | None = None,
+    adapter: str | ModelAdapter | None = None,
+) -> Schedule:
+    """The schedule at ``macs`` (or ``speedup``) whose output moves least on ``generate()`` among the
+    plans the profile allows, each measured once (see :func:`smoothcache_core.sensitivity.select_schedule`).
+
+    ``generate()`` runs one seeded generation of the profile's step count and returns its output, as
+    for :func:`probe`; use seeds the evaluation will not use.
+    """
+    if (macs is None) == (speedup is None):
+        raise ScheduleError("give exactly one of macs= or speedup=")
+    if macs is None:
+        if speedup is None or not speedup >= 1:
+            raise ScheduleError(f"speedup must be >= 1, got {speedup}")
+        macs = 1.0 / speedup
+    module = _as_model(model)
+    return choose_schedule(module, resolve_adapter(module, adapter), profile, generate, macs)
 
 
 def mac_report(

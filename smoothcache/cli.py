@@ -43,6 +43,7 @@ EXAMPLES = {
         "  smoothcache schedule dit50.profile.safetensors --speedup 1.7 --granularity block --plot heat.png -o dit50.json\n"
         "  smoothcache schedule dit50.profile.safetensors --macs 0.5 --method optimal -o dit50-opt.json"
     ),
+    "select": "example:\n  smoothcache select ./dit-pipeline dit50.profile.safetensors --macs 0.5 --scheduler ddim -o dit50.json",
     "generate": "example:\n  smoothcache generate ./dit-pipeline --schedule dit50.json --samples 4 -o out/",
     "compare": "example:\n  smoothcache compare ./dit-pipeline --schedule dit50.json --samples 2 -o out/",
 }
@@ -187,6 +188,20 @@ def _parser() -> argparse.ArgumentParser:
     schedule.add_argument("--plot", help="also write a PNG heat-map (component x step)")
     schedule.add_argument("-o", "--output", required=True, help="schedule file (.json)")
 
+    select = command(
+        "select",
+        "Plan a schedule at a MAC budget by every method the profile allows, run each once on MODEL (seed --seed) and "
+        "keep the one whose output moves least from uncached.",
+    )
+    model_arguments(select)
+    select.add_argument("profile", metavar="PROFILE")
+    budget = select.add_mutually_exclusive_group(required=True)
+    budget.add_argument("--speedup", type=_speedup, help="ideal (MAC) speedup to reach")
+    budget.add_argument("--macs", type=_mac_fraction, help="fraction of MACs to keep, in (0, 1]")
+    select.add_argument("--seed", type=_non_negative_integer, default=0, help="seed of the measured generation (default 0, as probing)")
+    select.add_argument("--plot", help="also write a PNG heat-map (component x step)")
+    select.add_argument("-o", "--output", required=True, help="schedule file (.json)")
+
     for name, help_text in (
         ("generate", "Generate with a schedule; write the outputs and the cache statistics."),
         ("compare", "Cached vs uncached on the same seeds: time, MACs, fidelity and a side-by-side PNG."),
@@ -234,7 +249,7 @@ def _check_outputs(args: argparse.Namespace) -> None:
         _check_output_folder("-o/--output", args.output)
     else:
         _check_output_file("-o/--output", args.output, "profile.safetensors" if args.command == "calibrate" else "schedule.json")
-    if args.command in ("calibrate", "schedule") and args.plot:
+    if args.command in ("calibrate", "schedule", "select") and args.plot:
         _check_output_file("--plot", args.plot, "plot.png")
 
 
@@ -384,6 +399,30 @@ def cmd_schedule(args: argparse.Namespace) -> None:
     )
 
 
+def cmd_select(args: argparse.Namespace) -> None:
+    _check_outputs(args)
+    profile = ErrorProfile.load(args.profile)
+    workload = _workload(args)
+    schedule = smoothcache.select_schedule(
+        workload.target,
+        profile,
+        lambda: workload.generate(args.seed, profile.steps),
+        macs=args.macs,
+        speedup=args.speedup,
+        adapter=args.adapter,
+    )
+    schedule.save(args.output)
+    if args.plot:
+        from smoothcache.plots import schedule_heatmap
+
+        schedule_heatmap(schedule, args.plot)
+    measured = ", ".join(f"{name} {entry['error']:.4g}" for name, entry in schedule.provenance["selected_from"].items())
+    print(
+        f"wrote {args.output}: {schedule.provenance['selected']} (relative L1 to uncached on seed {args.seed}: {measured}); "
+        f"MAC fraction {schedule.provenance['mac_fraction']:.3f}, ideal speedup {schedule.provenance['ideal_speedup']:.2f}x"
+    )
+
+
 def _steps_for(schedule: Schedule, args: argparse.Namespace) -> tuple[Schedule, int]:
     steps = args.steps or schedule.steps
     if steps != schedule.steps:
@@ -474,6 +513,7 @@ COMMANDS = {
     "inspect": cmd_inspect,
     "calibrate": cmd_calibrate,
     "schedule": cmd_schedule,
+    "select": cmd_select,
     "generate": cmd_generate,
     "compare": cmd_compare,
 }

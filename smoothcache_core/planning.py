@@ -26,6 +26,8 @@ from .schedule import FILLS, Schedule
 if TYPE_CHECKING:
     from .profile import ErrorProfile
 
+#: The planners of :func:`plan`.
+METHODS = ("greedy", "optimal", "runs", "uniform")
 #: How schedules weigh a step's error: all alike (the paper), or by the probed sensitivity of the final sample.
 WEIGHTINGS = ("uniform", "sensitivity")
 #: How far (in MAC fraction) a ``macs=`` request may land from its target without a warning. At 50
@@ -295,8 +297,12 @@ def plan(
         tables = _optimal(
             profile, plans, group_macs, [len(m) for m in members], macs, f"lookahead {lags}", "calibrate with a larger lookahead"
         )
+    elif method == "uniform":
+        if macs is None:
+            raise ScheduleError("method='uniform' spends a MAC budget: give macs= or speedup=, not alpha")
+        tables = [_uniform_for_target(profile, group_macs, macs)] * len(curves)
     else:
-        raise ScheduleError(f"method must be 'greedy', 'optimal' or 'runs', got {method!r}")
+        raise ScheduleError(f"method must be one of {METHODS}, got {method!r}")
     error = sum(len(m) * estimated_error(curve, table) for curve, table, m in zip(curves, tables, members, strict=False))
     return _make_schedule(
         profile, keys, tables, group_macs, lookahead or profile.lookahead, granularity, method, weighting, alpha, macs, error, fill
@@ -453,6 +459,28 @@ def _optimal(
             counts = above
         _warn_budget(target, fraction(counts), f"the closest schedule with {limit}", "the step grid allows no closer")
     return [plan.table(count) for plan, count in zip(plans, counts, strict=False)]
+
+
+def spaced_table(steps: int, computes: int) -> list[int]:
+    """FORA's fixed interval at any budget: ``computes - 1`` steps computed as evenly as the grid
+    allows from the first step to the one before last, and the last step (as FORA computes it).
+
+    Where the interval divides ``steps - 2`` this is FORA's table exactly."""
+    table = [0] * steps
+    for position in np.round(np.linspace(0, steps - 2, computes - 1)).astype(int):
+        table[int(position)] = 1
+    table[-1] = 1
+    return table
+
+
+def _uniform_for_target(profile: ErrorProfile, group_macs: list[int], target: float) -> list[int]:
+    """The evenly spaced table (every list alike) whose MAC fraction is closest to ``target``."""
+    steps = profile.steps
+    tables = [spaced_table(steps, computes) for computes in range(2, steps + 1)]
+    fractions = [_fraction(profile, [table] * len(group_macs), group_macs) for table in tables]
+    best = int(np.argmin([abs(fraction - target) for fraction in fractions]))
+    _warn_budget(target, fractions[best], "the closest evenly spaced schedule", "the step grid allows no closer")
+    return tables[best]
 
 
 def _warn_budget(target: float, reached: float, what: str, remedy: str) -> None:

@@ -387,6 +387,10 @@ class ErrorProfile:
         the runs under the MAC budget. A component's error says nothing of how the errors of a run of
         reuse compound in the sample; the probes measure exactly that. ``lookahead`` caps the run length.
 
+        ``method="uniform"`` computes every list on the same evenly spaced steps, as many as the
+        budget allows (FORA's fixed interval at any MAC fraction); it ignores the errors, and is the
+        baseline :func:`smoothcache.select_schedule` measures the planned schedules against.
+
         ``fill`` is what the schedule returns at skipped steps (``"reuse"`` or ``"linear"``): for
         ``"runs"`` the fill the profile was probed with (the default), else ``"reuse"`` by default.
 

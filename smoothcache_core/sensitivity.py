@@ -20,6 +20,7 @@ on these measured costs directly.
 from __future__ import annotations
 
 import logging
+import warnings
 from collections.abc import Callable
 from typing import Any
 
@@ -30,6 +31,7 @@ from torch import nn
 from .adapter import ModelAdapter
 from .engine import attach, first_tensor
 from .errors import CalibrationError
+from .planning import BUDGET_TOLERANCE
 from .profile import ErrorProfile
 from .schedule import FILLS, Schedule
 
@@ -74,6 +76,36 @@ def relative_l1(output: torch.Tensor, reference: torch.Tensor) -> float:
     return float((output - reference).abs().sum() / reference.abs().sum().clamp_min(1e-12))
 
 
+def _reference_output(model: nn.Module, adapter: ModelAdapter, generate: Callable[[], Any], steps: int) -> torch.Tensor:
+    """The uncached output of ``generate()``, checked to be deterministic and to run ``steps`` steps."""
+    reference = _output_tensor(generate())
+    counting = attach(model, adapter, None)  # computes everything (output as unwrapped), counts the steps
+    try:
+        repeated = _output_tensor(generate())
+        ran = counting._tracker.step + 1
+    finally:
+        counting.unwrap()
+    if not torch.equal(repeated, reference):
+        raise CalibrationError(
+            "generate() gave different outputs in two calls; probing needs a deterministic generation: "
+            "seed its noise with a fixed generator (e.g. generator=torch.Generator().manual_seed(0))"
+        )
+    if ran != steps:
+        raise CalibrationError(
+            f"generate() ran {ran} steps with this model but the profile has {steps}; probe with the generation that was calibrated"
+        )
+    return reference
+
+
+def _output_with(model: nn.Module, adapter: ModelAdapter, schedule: Schedule, generate: Callable[[], Any]) -> torch.Tensor:
+    """The output of ``generate()`` with ``schedule`` applied (unwrapped afterwards, also on error)."""
+    handle = attach(model, adapter, schedule)
+    try:
+        return _output_tensor(generate())
+    finally:
+        handle.unwrap()
+
+
 def probe(
     model: nn.Module,
     adapter: ModelAdapter,
@@ -98,36 +130,58 @@ def probe(
         raise CalibrationError(f"fill must be one of {FILLS}, got {fill!r}")
     keys = profile.curves("type")[0]
     with torch.no_grad():
-        reference = _output_tensor(generate())
-        counting = attach(model, adapter, None)  # computes everything (output as unwrapped), counts the steps
-        try:
-            repeated = _output_tensor(generate())
-            steps = counting._tracker.step + 1
-        finally:
-            counting.unwrap()
-        if not torch.equal(repeated, reference):
-            raise CalibrationError(
-                "generate() gave different outputs in two calls; probing needs a deterministic generation: "
-                "seed its noise with a fixed generator (e.g. generator=torch.Generator().manual_seed(0))"
-            )
-        if steps != profile.steps:
-            raise CalibrationError(
-                f"generate() ran {steps} steps with this model but the profile has {profile.steps}; "
-                "probe with the generation that was calibrated"
-            )
+        reference = _reference_output(model, adapter, generate, profile.steps)
         sums = np.zeros((run_lengths, profile.steps))
         counts = np.zeros((run_lengths, profile.steps), dtype=np.int64)
         for start, length in runs:
             table = [1] * profile.steps
             table[start : start + length] = [0] * length
-            handle = attach(model, adapter, Schedule(dict.fromkeys(keys, table), {"steps": profile.steps}, fill))
-            try:
-                output = _output_tensor(generate())
-            finally:
-                handle.unwrap()
+            output = _output_with(model, adapter, Schedule(dict.fromkeys(keys, table), {"steps": profile.steps}, fill), generate)
             sums[length - 1, start] += relative_l1(output, reference)
             counts[length - 1, start] += 1
             if on_probe is not None:
                 on_probe()
     logger.debug("probed %d runs of %d steps", len(runs), profile.steps)
     return profile.with_probes(torch.from_numpy(sums), torch.from_numpy(counts), fill)
+
+
+def select_schedule(
+    model: nn.Module,
+    adapter: ModelAdapter,
+    profile: ErrorProfile,
+    generate: Callable[[], Any],
+    macs: float,
+) -> Schedule:
+    """The schedule at ``macs`` whose final output moves least on ``generate()``, among the plans
+    the profile allows: ``method="runs"`` with every run length up to the probed one (if probed),
+    the paper's greedy scan, and evenly spaced computes (``"uniform"``, FORA at any budget), all
+    with the probed fill (linear if not probed).
+
+    A plan rests on estimates: component errors, or probed runs measured one at a time, whose costs
+    do not simply add up once several runs share a generation. Measuring each candidate once costs
+    one generation per candidate and makes sure the schedule returned is not worse than the plain
+    evenly spaced one on this generation. A plan that keeps more MACs than the evenly spaced one
+    (or than ``macs``) by over 1 % is not a candidate: it would win by computing more. The candidates and their measured errors are
+    kept in the schedule's provenance (``selected_from``).
+    """
+    fill = profile.probe_fill if profile.probed else "linear"
+    plans: dict[str, dict[str, Any]] = {"uniform": {"method": "uniform", "fill": fill}, "greedy": {"method": "greedy", "fill": fill}}
+    for length in range(1, profile.probed_run_length + 1):
+        plans[f"runs, lookahead {length}"] = {"method": "runs", "lookahead": length}
+    candidates: dict[str, Schedule] = {}
+    for name, arguments in plans.items():
+        with warnings.catch_warnings(record=True) as missed:
+            warnings.simplefilter("always")
+            candidates[name] = profile.schedule(macs=macs, **arguments)
+        if name == "uniform" and missed:  # the baseline's miss is the user's to know; the others are filtered below
+            warnings.warn(missed[0].message, stacklevel=3)
+    allowed = max(macs, candidates["uniform"].provenance["mac_fraction"]) + BUDGET_TOLERANCE
+    candidates = {name: schedule for name, schedule in candidates.items() if schedule.provenance["mac_fraction"] <= allowed}
+    with torch.no_grad():
+        reference = _reference_output(model, adapter, generate, profile.steps)
+        errors = {name: relative_l1(_output_with(model, adapter, schedule, generate), reference) for name, schedule in candidates.items()}
+    best = min(errors, key=lambda name: errors[name])
+    measured = {name: {"error": errors[name], "mac_fraction": candidates[name].provenance["mac_fraction"]} for name in candidates}
+    chosen = candidates[best]
+    logger.debug("selected %s among %s", best, measured)
+    return Schedule(chosen.tables, {**chosen.provenance, "selected": best, "selected_from": measured}, chosen.fill)

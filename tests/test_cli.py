@@ -58,12 +58,25 @@ def journey(tmp_path_factory, dit_pipeline_dir):
         ),
         "runs": run("schedule", str(folder / "p.safetensors"), "--macs", "0.7", "--method", "runs", "-o", str(folder / "r.json")),
     }
+    results["select"] = run(
+        "select",
+        model,
+        str(folder / "p.safetensors"),
+        "--macs",
+        "0.6",
+        "--scheduler",
+        "ddim",
+        "--seed",
+        "5",
+        "-o",
+        str(folder / "sel.json"),
+    )
     results["generate"] = run("generate", model, "--schedule", str(folder / "s.json"), "--samples", "2", "-o", str(folder / "generated"))
     results["compare"] = run("compare", model, "--schedule", str(folder / "s.json"), "--samples", "1", "-o", str(folder / "compared"))
     return folder, results
 
 
-@pytest.mark.parametrize("command", ["calibrate", "schedule", "runs", "generate", "compare"])
+@pytest.mark.parametrize("command", ["calibrate", "schedule", "runs", "select", "generate", "compare"])
 def test_journey_commands_succeed(journey, command):
     _, results = journey
     assert results[command].returncode == 0, results[command].stderr
@@ -81,6 +94,9 @@ def test_journey_outputs_load_back(journey):
     assert runs.provenance["method"] == "runs" and abs(runs.provenance["mac_fraction"] - 0.7) <= 0.07  # 8 steps: one ~ 0.12
     assert len({tuple(table) for table in runs.tables.values()}) == 1 and "probed-runs weighting, linear fill" in results["runs"].stdout
     assert profile.probe_fill == "linear" and runs.fill == "linear" and Schedule.load(folder / "s.json").fill == "reuse"
+    selected = Schedule.load(folder / "sel.json")
+    assert selected.provenance["selected"] in selected.provenance["selected_from"] and "uniform" in selected.provenance["selected_from"]
+    assert selected.fill == "linear" and f"{selected.provenance['selected']} (relative L1 to uncached on seed 5" in results["select"].stdout
     schedule = Schedule.load(folder / "s.json")
     assert schedule.provenance["weighting"] == "sensitivity" and "sensitivity weighting" in results["schedule"].stdout
     assert abs(schedule.provenance["mac_fraction"] - 1 / 1.4) <= 0.07 and schedule.steps == 8  # the closest to 1.4x

@@ -61,6 +61,9 @@ BAD_VALUES = {
     "macs-zero": (SCHEDULE + ["--macs", "0"], "argument --macs: must be a fraction in (0, 1], got 0.0"),
     "macs-above-one": (SCHEDULE + ["--macs", "1.5"], "argument --macs: must be a fraction in (0, 1], got 1.5"),
     "macs-nan": (SCHEDULE + ["--macs", "nan"], "argument --macs: must be a fraction in (0, 1], got nan"),
+    "select-macs-zero": (["select", "MODEL", "p", "--macs", "0", "-o", "s.json"], "argument --macs: must be a fraction in (0, 1], got 0.0"),
+    "select-negative-seed": (["select", "MODEL", "p", "--macs", "0.5", "--seed", "-1", "-o", "s.json"], "argument --seed"),
+    "select-output-is-a-folder": (["select", "MODEL", "p", "--macs", "0.5", "-o", "folder"], "-o/--output 'folder' is a folder"),
 }
 
 BAD_OUTPUTS = {
@@ -102,9 +105,10 @@ def test_a_bad_argument_is_one_line_and_nothing_is_loaded(case, loaded, capsys):
     [
         ["calibrate", "MODEL", "-o", "new/sub/p.safetensors"],
         ["schedule", "p", "--alpha", "0", "-o", "new/s.json"],
+        ["select", "MODEL", "p", "--macs", "0.5", "-o", "new/s.json"],
         GENERATE + ["-o", "new/out"],
     ],
-    ids=["calibrate", "schedule", "generate"],
+    ids=["calibrate", "schedule", "select", "generate"],
 )
 def test_an_output_in_a_folder_without_write_permission_is_refused_first(arguments, loaded, capsys, monkeypatch):
     """os.access is asked (root may write anywhere, so the test answers for the operating system)."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import warnings
 
 import numpy as np
@@ -12,7 +13,7 @@ from hypothesis import strategies as st
 
 from smoothcache import ErrorProfile, Schedule, ScheduleError
 from smoothcache_core import ComponentSpec
-from smoothcache_core.planning import BUDGET_TOLERANCE, estimated_error, greedy_scan
+from smoothcache_core.planning import BUDGET_TOLERANCE, estimated_error, greedy_scan, spaced_table
 
 
 def original_scan(row_lists: list[list[float]], threshold: float, schedule_length: int) -> list[int]:
@@ -239,3 +240,24 @@ def test_mac_targets_land_within_one_percent_at_fifty_steps(method):
             warnings.simplefilter("error")
             schedule = profile.schedule(macs=float(target), method=method)
         assert abs(schedule.provenance["mac_fraction"] - target) <= BUDGET_TOLERANCE, (target, schedule.provenance["mac_fraction"])
+
+
+@pytest.mark.parametrize("steps", [20, 25, 30, 50])
+def test_uniform_is_fora_where_the_interval_fits_and_lands_on_any_budget(steps):
+    profile = synthetic_profile(additive_curves(np.full((4, steps), 0.1), 3), macs=[30, 60, 30, 60])
+    for interval in (2, 3, 4):
+        fora = Schedule.fora(steps, interval, list(profile.schedule(alpha=0).tables))
+        if (steps - 2) % interval == 0:
+            assert spaced_table(steps, sum(next(iter(fora.tables.values())))) == list(next(iter(fora.tables.values())))
+    for target in (0.75, 0.5, 0.4, 0.34):
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            schedule = profile.schedule(macs=target, method="uniform")
+        tables = {tuple(table) for table in schedule.tables.values()}
+        assert len(tables) == 1 and schedule.provenance["method"] == "uniform"
+        table = tables.pop()
+        reached = schedule.provenance["mac_fraction"]
+        assert table[0] == table[-1] == 1 and abs(reached - target) <= 0.5 / steps  # every list alike: the grid is one step
+        assert bool(caught) == (abs(reached - target) > BUDGET_TOLERANCE)
+        gaps = {b - a for a, b in itertools.pairwise([i for i, c in enumerate(table[:-1]) if c])}
+        assert max(gaps) - min(gaps) <= 1  # as even as the grid allows

@@ -229,3 +229,24 @@ def test_unprobed_starts_are_interpolated_and_runs_end_before_the_last_step():
     assert np.allclose(run_cost[1, :6], [0.2, 0.3, 0.4, 0.5, 0.6, 0.6]) and np.isinf(run_cost[1, 6:]).all()
     assert np.allclose(run_cost[2, :5], [0.5, 0.75, 1.0, 1.25, 1.5]) and np.isinf(run_cost[2, 5:]).all()
     assert np.isinf(run_cost[3]).all()  # never probed: forbidden
+
+
+def test_select_schedule_measures_every_plan_and_keeps_the_closest_output(dit_pipe, run_probed):
+    _, probed = run_probed
+    with pytest.warns(UserWarning, match="closest evenly spaced schedule keeps 0.568"):  # 8 steps: one step ~ 0.12
+        selected = smoothcache.select_schedule(dit_pipe, probed, generate(dit_pipe, seed=3), macs=0.6)
+    assert_pristine(dit_pipe.transformer)
+    measured = selected.provenance["selected_from"]
+    # runs of at most 1 step cannot reuse this much: it would compute more than the baseline, so it is left out
+    assert {"uniform", "greedy", "runs, lookahead 2"} <= set(measured) and "runs, lookahead 1" not in measured
+    assert all(entry["mac_fraction"] <= 0.6 + 0.01 for entry in measured.values()) and selected.provenance["selected"] in measured
+    # the error recorded for the chosen schedule is what it does to the output of that same generation
+    reference = generate(dit_pipe, seed=3)()
+    with smoothcache.wrap(dit_pipe, schedule=selected):
+        output = generate(dit_pipe, seed=3)()
+    error = float((output.double() - reference.double()).abs().sum() / reference.double().abs().sum())
+    assert error == pytest.approx(measured[selected.provenance["selected"]]["error"], rel=1e-9)
+    assert measured[selected.provenance["selected"]]["error"] == min(entry["error"] for entry in measured.values())
+    assert selected.fill == "reuse"  # the probed fill
+    with pytest.raises(ScheduleError, match="exactly one of macs= or speedup="):
+        smoothcache.select_schedule(dit_pipe, probed, generate(dit_pipe), macs=0.5, speedup=2.0)
