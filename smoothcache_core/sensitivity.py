@@ -161,8 +161,8 @@ def select_schedule(
     do not simply add up once several runs share a generation. Measuring each candidate once costs
     one generation per candidate and makes sure the schedule returned is not worse than the plain
     evenly spaced one on this generation. A plan that keeps more MACs than the evenly spaced one
-    (or than ``macs``) by over 1 % is not a candidate: it would win by computing more. The candidates and their measured errors are
-    kept in the schedule's provenance (``selected_from``).
+    (or than ``macs``) by over 1 % is not a candidate: it would win by computing more. The
+    candidates and their measured errors are kept in the schedule's provenance (``selected_from``).
     """
     fill = profile.probe_fill if profile.probed else "linear"
     plans: dict[str, dict[str, Any]] = {"uniform": {"method": "uniform", "fill": fill}, "greedy": {"method": "greedy", "fill": fill}}

@@ -1,0 +1,191 @@
+"""What planning costs and how well it holds on settings no schedule was made for.
+
+On the trained digits DiT, for the two sampler settings the shipped schedules were made for and for
+held-out ones (other samplers' step counts, other guidance scales), the whole user journey is run:
+calibrate on seeds 0..3, probe runs of reuse (linear fill) on seed 0, plan ``method="runs"`` at
+the MAC fraction of each FORA interval, and evaluate on seeds the calibration never saw (1000..),
+as PSNR to the uncached output of the same seeds, against FORA with the linear fill at the same
+MACs. Probing is run three ways, from the same calibration:
+
+- ``full``: every other interior step probed, runs of 1..3 steps (what the shipped profiles do);
+- ``two seeds``: the same probes on seeds 0 and 1, their costs averaged (a robust estimate);
+- ``cheap``: 6 probed steps, runs of 1..3, the rest interpolated.
+
+and ``selected``: :func:`smoothcache.select_schedule` on the full profile, which measures each
+plan it allows (runs with every lookahead, greedy, evenly spaced) once on calibration seed 0 and
+keeps the one whose output moved least.
+
+Each plan's cost is reported in generations and as wall time relative to one uncached generation.
+
+Run: ``python -m benchmarks.planning [--settings ddim-50 ...]``. Writes benchmarks/results/planning.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import time
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+import smoothcache
+from benchmarks.common import RESULTS, machine, print_table, write_results
+from smoothcache.reference import digits
+from smoothcache_core.metrics import psnr
+from smoothcache_core.sensitivity import probe_runs
+
+CALIBRATION_SEEDS = (0, 1, 2, 3)
+EVALUATION_SEEDS = (1000, 1001, 1002)
+FORA_INTERVALS = (2, 3, 4)
+RUN_LENGTHS = 3
+CHEAP_PROBES = 6
+
+
+@dataclass(frozen=True)
+class Setting:
+    """One sampler setting of the digits DiT."""
+
+    name: str
+    scheduler: str
+    steps: int
+    guidance: float
+    held_out: bool  # no shipped schedule was made for it
+
+
+SETTINGS = (
+    Setting("ddim-50", "ddim", 50, 3.0, held_out=False),
+    Setting("dpm-25", "dpm", 25, 3.0, held_out=False),
+    Setting("ddim-20", "ddim", 20, 3.0, held_out=True),
+    Setting("ddim-30-g5", "ddim", 30, 5.0, held_out=True),
+    Setting("dpm-20-g2", "dpm", 20, 2.0, held_out=True),
+    Setting("dpm-30-g4", "dpm", 30, 4.0, held_out=True),
+)
+
+
+def _timed(action: Callable[[], Any]) -> tuple[Any, float]:
+    start = time.perf_counter()
+    result = action()
+    return result, time.perf_counter() - start
+
+
+def measure(setting: Setting, model: torch.nn.Module) -> dict[str, Any]:
+    """Calibrate, probe three ways, plan at FORA's MAC fractions and evaluate on unseen seeds."""
+
+    def generate(seed: int) -> torch.Tensor:
+        labels = list(range(digits.NUM_CLASSES))
+        return digits.sample_digits(model, labels, setting.steps, setting.scheduler, seed, setting.guidance)
+
+    generation_s = sorted(_timed(lambda: generate(0))[1] for _ in range(3))[1]
+    calibrated, calibration_s = _timed(
+        lambda: smoothcache.calibrate(model, lambda: [generate(seed) for seed in CALIBRATION_SEEDS], solver=setting.scheduler)
+    )
+    every_other = (setting.steps - 2) // 2
+
+    def probed(profile: smoothcache.ErrorProfile, probes: int, seed: int) -> tuple[smoothcache.ErrorProfile, float]:
+        return _timed(
+            lambda: smoothcache.probe(model, profile, lambda: generate(seed), probes=probes, run_lengths=RUN_LENGTHS, fill="linear")
+        )
+
+    full, full_s = probed(calibrated, every_other, 0)
+    two_seeds, second_s = probed(full, every_other, 1)
+    cheap, cheap_s = probed(calibrated, CHEAP_PROBES, 0)
+    profiles = {"full": (full, full_s), "two seeds": (two_seeds, full_s + second_s), "cheap": (cheap, cheap_s)}
+    probe_generations = {
+        "full": len(probe_runs(setting.steps, every_other, RUN_LENGTHS)),
+        "two seeds": 2 * len(probe_runs(setting.steps, every_other, RUN_LENGTHS)),
+        "cheap": len(probe_runs(setting.steps, CHEAP_PROBES, RUN_LENGTHS)),
+    }
+
+    references = {seed: generate(seed) for seed in EVALUATION_SEEDS}
+
+    def fidelity(schedule: smoothcache.Schedule) -> float:
+        with smoothcache.wrap(model, schedule=schedule):
+            outputs = {seed: generate(seed) for seed in EVALUATION_SEEDS}
+        return psnr(torch.cat(list(references.values())), torch.cat(list(outputs.values())))
+
+    keys = full.curves("type")[0]
+    points = []
+    for interval in FORA_INTERVALS:
+        fora = smoothcache.Schedule.fora(setting.steps, interval, keys, fill="linear")
+        fraction = full.mac_report(fora).fraction
+        point: dict[str, Any] = {"fora_interval": interval, "mac_fraction": fraction, "FORA + linear fill": fidelity(fora)}
+        for name, (profile, _) in profiles.items():
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always")
+                schedule = profile.schedule(macs=fraction, method="runs")
+            point[f"runs ({name})"] = fidelity(schedule)
+            point[f"runs ({name}) mac_fraction"] = schedule.provenance["mac_fraction"]
+            if caught:
+                point[f"runs ({name}) warning"] = str(caught[0].message)
+        selected = smoothcache.select_schedule(model, full, lambda: generate(0), macs=fraction)
+        point["selected"] = fidelity(selected)
+        point["selected plan"] = selected.provenance["selected"]
+        point["selected from"] = {name: dict(entry) for name, entry in selected.provenance["selected_from"].items()}
+        points.append(point)
+    return {
+        "setting": setting.__dict__,
+        "generation_seconds": generation_s,
+        "calibration": {
+            "generations": len(CALIBRATION_SEEDS),
+            "seconds": calibration_s,
+            "generations_equivalent": calibration_s / generation_s,
+        },
+        "probing": {
+            name: {
+                "probe_generations": probe_generations[name],
+                "seconds": seconds,
+                "plan_cost_in_generations": (calibration_s + seconds) / generation_s,
+            }
+            for name, (profile, seconds) in profiles.items()
+        },
+        "points": points,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--settings", nargs="+", choices=[s.name for s in SETTINGS], help="run these settings only")
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.WARNING)
+    torch.manual_seed(0)
+    model = digits.load_digits_dit()
+    stored = RESULTS / "planning.json"
+    results: dict[str, Any] = json.loads(stored.read_text())["settings"] if stored.exists() else {}
+    for setting in SETTINGS:
+        if args.settings and setting.name not in args.settings:
+            continue
+        results[setting.name] = measure(setting, model)  # settings run now replace their stored results
+        print(f"{setting.name}: done", flush=True)
+    rows = []
+    for name, result in results.items():
+        for point in result["points"]:
+            rows.append(
+                [
+                    name + (" (held out)" if result["setting"]["held_out"] else ""),
+                    f"{point['mac_fraction']:.3f}",
+                    point["FORA + linear fill"],
+                    point["runs (full)"],
+                    point["runs (two seeds)"],
+                    point["runs (cheap)"],
+                    point["selected"],
+                    point["selected plan"],
+                ]
+            )
+    print_table(["setting", "MACs", "FORA + linear", "runs (full)", "runs (two seeds)", "runs (cheap)", "selected", "selected plan"], rows)
+    cost_rows = [
+        [name, f"{r['generation_seconds']:.2f}"]
+        + [f"{r['probing'][k]['plan_cost_in_generations']:.1f}" for k in ("full", "two seeds", "cheap")]
+        for name, r in results.items()
+    ]
+    print_table(["setting", "one generation (s)", "plan cost, full (generations)", "two seeds", "cheap"], cost_rows)
+    path = write_results("planning", {"machine": machine(), "settings": results})
+    print(f"wrote {path}")
+
+
+if __name__ == "__main__":
+    main()
