@@ -154,8 +154,9 @@ def select_schedule(
 ) -> Schedule:
     """The schedule at ``macs`` whose final output moves least on ``generate()``, among the plans
     the profile allows: ``method="runs"`` with every run length up to the probed one (if probed),
-    the paper's greedy scan, and evenly spaced computes (``"uniform"``, FORA at any budget), all
-    with the probed fill (linear if not probed).
+    the paper's greedy scan, and evenly spaced computes (``"uniform"``, FORA at any budget), with
+    the probed fill (linear if not probed), and the evenly spaced computes with the other fill too
+    (on the tones model at 3x FORA's plain reuse beats the linear fill).
 
     A plan rests on estimates: component errors, or probed runs measured one at a time, whose costs
     do not simply add up once several runs share a generation. Measuring each candidate once costs
@@ -165,7 +166,12 @@ def select_schedule(
     candidates and their measured errors are kept in the schedule's provenance (``selected_from``).
     """
     fill = profile.probe_fill if profile.probed else "linear"
-    plans: dict[str, dict[str, Any]] = {"uniform": {"method": "uniform", "fill": fill}, "greedy": {"method": "greedy", "fill": fill}}
+    other = "reuse" if fill == "linear" else "linear"
+    plans: dict[str, dict[str, Any]] = {
+        "uniform": {"method": "uniform", "fill": fill},
+        f"uniform, {other}": {"method": "uniform", "fill": other},  # which fill is better depends on the model and budget
+        "greedy": {"method": "greedy", "fill": fill},
+    }
     for length in range(1, profile.probed_run_length + 1):
         plans[f"runs, lookahead {length}"] = {"method": "runs", "lookahead": length}
     candidates: dict[str, Schedule] = {}
