@@ -360,12 +360,15 @@ def run_case(name: str, families: list[str] | None = None, previous: dict[str, A
 
 
 def _same_scores(stored: dict[str, Any], measured: dict[str, Any]) -> bool:
-    """Whether a stored point has the measured scores (to 1e-6: the Fréchet distance's matrix square
-    root differs in the last digits from run to run)."""
+    """Whether a stored point has the measured scores (to 1e-6; the Fréchet distances to 1e-5: their
+    matrix square root moves by about 1e-6 from run to run, measured 1.4e-6 on the video case)."""
     import math
 
     keys = [key for key in measured if key not in ("family", "setting", "time_ratio")]
-    return all(key in stored and math.isclose(stored[key], measured[key], rel_tol=1e-6, abs_tol=1e-9) for key in keys)
+    return all(
+        key in stored and math.isclose(stored[key], measured[key], rel_tol=1e-5 if key.startswith("frechet") else 1e-6, abs_tol=1e-9)
+        for key in keys
+    )
 
 
 def _quality_keys(result: dict[str, Any]) -> tuple[str, str]:
