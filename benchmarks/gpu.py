@@ -623,19 +623,9 @@ def decision_patterns(handle: Any) -> set[tuple[Any, ...]]:
     graph (the unwrapped model and the all-compute gates compile once for all blocks)."""
     if not isinstance(handle, smoothcache.CacheHandle):
         return {(BASELINE,)}
-    compiled = handle.compiled
-    if not compiled.steps:
+    if not handle.compiled.steps:
         return {(ALL_COMPUTE,)}
-    blocks: dict[str, list[int]] = {}
-    for index, component in enumerate(handle.components):
-        blocks.setdefault(f"{component.block_kind}.{component.index}", []).append(index)
-    decision = [
-        [(True, False, None)] * compiled.steps if compute is None else list(zip(compute, keep, ratio, strict=True))
-        for compute, keep, ratio in zip(compiled.compute, compiled.keep, compiled.ratio, strict=True)
-    ]
-    return {
-        (block, tuple(decision[index][step] for index in members)) for block, members in blocks.items() for step in range(compiled.steps)
-    }
+    return {(block, pattern) for block, patterns in handle.block_patterns().items() for pattern in patterns}
 
 
 def measure_compiled(

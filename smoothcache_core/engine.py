@@ -786,11 +786,15 @@ class CacheHandle(Attachment):
         code object, so ``torch._dynamo.config.cache_size_limit`` (default 8) must be at least the
         sum of these for every pattern to stay compiled (the rest would run eagerly).
         """
+        return {block: len(patterns) for block, patterns in self.block_patterns().items()}
+
+    def block_patterns(self) -> dict[str, set[tuple[_Decision, ...]]]:
+        """Per block, the distinct decisions of its components over a generation (see :meth:`decision_patterns`)."""
         blocks: dict[str, list[int]] = {}
         for index, component in enumerate(self.components):
             blocks.setdefault(f"{component.block_kind}.{component.index}", []).append(index)
         decisions = self._decisions or (self._idle,)
-        return {block: len({tuple(step[i] for i in members) for step in decisions}) for block, members in blocks.items()}
+        return {block: {tuple(step[i] for i in members) for step in decisions} for block, members in blocks.items()}
 
     def stats(self) -> dict[str, Any]:
         """Counts since the last reset: component calls computed and reused, per kind and per stack.
