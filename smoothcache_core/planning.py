@@ -496,6 +496,6 @@ def _warn_budget(target: float, reached: float, what: str, remedy: str) -> None:
 def _outside_the_library() -> int:
     """The ``stacklevel`` of the first caller outside smoothcache, so a warning names the user's line."""
     frame, level = sys._getframe(2), 2  # level 1 is the function that warns
-    while frame.f_back is not None and frame.f_globals.get("__name__", "").startswith(("smoothcache_core.", "smoothcache.")):
+    while frame.f_back is not None and frame.f_globals.get("__name__", "").split(".")[0] in ("smoothcache", "smoothcache_core"):
         frame, level = frame.f_back, level + 1
     return level

@@ -31,7 +31,7 @@ from torch import nn
 from .adapter import ModelAdapter
 from .engine import attach, first_tensor
 from .errors import CalibrationError
-from .planning import BUDGET_TOLERANCE
+from .planning import BUDGET_TOLERANCE, _outside_the_library
 from .profile import ErrorProfile
 from .schedule import FILLS, Schedule
 
@@ -180,7 +180,7 @@ def select_schedule(
             warnings.simplefilter("always")
             candidates[name] = profile.schedule(macs=macs, **arguments)
         if name == "uniform" and missed:  # the baseline's miss is the user's to know; the others are filtered below
-            warnings.warn(missed[0].message, stacklevel=3)
+            warnings.warn(missed[0].message, stacklevel=_outside_the_library())
     allowed = max(macs, candidates["uniform"].provenance["mac_fraction"]) + BUDGET_TOLERANCE
     candidates = {name: schedule for name, schedule in candidates.items() if schedule.provenance["mac_fraction"] <= allowed}
     with torch.no_grad():
