@@ -28,7 +28,7 @@ from smoothcache.plugins import registry
 from smoothcache.workloads import Workload, WorkloadError, load
 from smoothcache_core import ErrorProfile, Schedule, SmoothCacheError
 from smoothcache_core.metrics import fidelity
-from smoothcache_core.schedule import has_single_stack, type_key
+from smoothcache_core.schedule import FILLS, has_single_stack, type_key
 from smoothcache_core.sensitivity import probe_runs
 
 EXAMPLES = {
@@ -150,10 +150,10 @@ def _parser() -> argparse.ArgumentParser:
     )
     calibrate.add_argument(
         "--fill",
-        choices=("reuse", "linear"),
+        choices=FILLS,
         default="reuse",
-        help="what probed runs return at skipped steps: the last computed value (default) or the line through the last "
-        "two; `schedule --method runs` then fills the same way",
+        help="what probed runs return at skipped steps: the last computed value (default), the line through the last "
+        "two or the parabola through the last three; `schedule --method runs` then fills the same way",
     )
     calibrate.add_argument("--plot", help="also write a PNG of the error curves")
     calibrate.add_argument("-o", "--output", required=True, help="profile file (.safetensors)")
@@ -181,9 +181,9 @@ def _parser() -> argparse.ArgumentParser:
     )
     schedule.add_argument(
         "--fill",
-        choices=("reuse", "linear"),
-        help="what skipped steps return: the last computed value, or the line through the last two "
-        "(default: runs fill as the profile was probed, the others reuse)",
+        choices=FILLS,
+        help="what skipped steps return: the last computed value, the line through the last two or the parabola "
+        "through the last three (default: runs fill as the profile was probed, the others reuse)",
     )
     schedule.add_argument("--plot", help="also write a PNG heat-map (component x step)")
     schedule.add_argument("-o", "--output", required=True, help="schedule file (.json)")

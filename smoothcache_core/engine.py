@@ -27,7 +27,7 @@ from .adapter import Component, GateFactory, ModelAdapter, Uninstall, install_on
 from .errors import AdapterError, GenerationError, ScheduleError, WrapError
 from .group import ModelGroup
 from .macs import MacMeter
-from .schedule import CompiledSchedule, Schedule
+from .schedule import CompiledSchedule, Schedule, Weights
 from .tracker import StepTracker
 
 logger = logging.getLogger(__name__)
@@ -75,8 +75,8 @@ def _version_of(value: Any) -> int | None:
 
 #: A tensor argument as seen at one call: the tensor and its in-place modification counter.
 _Seen = tuple[torch.Tensor, "int | None"]
-#: What a component does at one step: (compute, keep the values for a later step, linear-fill ratio).
-_Decision = tuple[bool, bool, "float | None"]
+#: What a component does at one step: (compute, keep the values for a later step, fill weights).
+_Decision = tuple[bool, bool, "Weights | None"]
 
 
 def _seen(tensor: torch.Tensor) -> _Seen:
@@ -130,20 +130,26 @@ def _stand_in(structure: Any) -> Any:
     return structure
 
 
-def extrapolate(last: Any, before: Any, ratio: float, into: Any = None) -> Any:
-    """``last + ratio * (last - before)`` for every tensor of an output (tuples and lists element by
-    element; anything else, or outputs that do not line up, is ``last`` as it is). Written into the
-    tensors of ``into`` (an earlier result) where they fit, so a skipped step allocates nothing."""
+def extrapolate(values: Sequence[Any], weights: Weights, into: Any = None) -> Any:
+    """The polynomial fill: ``sum(w * v)`` over the computed ``values`` (oldest first) for every
+    tensor of an output (tuples and lists element by element; anything else, or outputs that do not
+    line up, is the last value as it is). Written into the tensors of ``into`` (an earlier result)
+    where they fit, so a skipped step allocates nothing."""
+    last = values[-1]
     if isinstance(last, torch.Tensor):
-        if isinstance(before, torch.Tensor) and before.shape == last.shape and last.is_floating_point():
-            recording = torch.is_grad_enabled() and (last.requires_grad or before.requires_grad)
-            if _fits(into, last) and not recording:  # out= cannot record a graph
-                return torch.lerp(before, last, 1.0 + ratio, out=into)
-            return torch.lerp(before, last, 1.0 + ratio)
-        return last
-    if isinstance(last, (tuple, list)) and isinstance(before, (tuple, list)) and len(last) == len(before):
+        if not last.is_floating_point() or any(not isinstance(v, torch.Tensor) or v.shape != last.shape for v in values):
+            return last
+        recording = torch.is_grad_enabled() and any(v.requires_grad for v in values)
+        out = into if _fits(into, last) and not recording else None  # out= cannot record a graph
+        if len(values) == 2:  # the line: one fused operation
+            return torch.lerp(values[0], last, weights[1], out=out) if out is not None else torch.lerp(values[0], last, weights[1])
+        result = torch.mul(last, weights[-1], out=out) if out is not None else last * weights[-1]
+        for value, weight in zip(values[:-1], weights[:-1], strict=True):
+            result = result.add_(value, alpha=weight) if not recording else result + value * weight
+        return result
+    if isinstance(last, (tuple, list)) and all(isinstance(v, (tuple, list)) and len(v) == len(last) for v in values):
         intos = into if isinstance(into, (tuple, list)) and len(into) == len(last) else (None,) * len(last)
-        return type(last)(extrapolate(a, b, ratio, c) for a, b, c in zip(last, before, intos, strict=False))
+        return type(last)(extrapolate(parts, weights, part_into) for *parts, part_into in zip(*values, intos, strict=True))
     return last
 
 
@@ -478,13 +484,13 @@ class CacheHandle(Attachment):
         # (compute, keep, ratio) of every component, per step, decided once here; the gates only read
         # the current step's tuple, so a compiled block sees a handful of constants, never the step number.
         self._idle: tuple[_Decision, ...] = ((True, False, None),) * count
-        compute, keep, ratio = self._compiled.compute, self._compiled.keep, self._compiled.ratio
+        compute, keep, weights = self._compiled.compute, self._compiled.keep, self._compiled.weights
 
         def _decision(component: int, step: int) -> _Decision:
-            computes, keeps, ratios = compute[component], keep[component], ratio[component]
-            if computes is None or keeps is None or ratios is None:
+            computes, keeps, fill_weights = compute[component], keep[component], weights[component]
+            if computes is None or keeps is None or fill_weights is None:
                 return (True, False, None)
-            return (computes[step], keeps[step], ratios[step])
+            return (computes[step], keeps[step], fill_weights[step])
 
         self._decisions = tuple(tuple(_decision(c, step) for c in range(count)) for step in range(self._compiled.steps or 0))
         self._now: list[_Decision] = list(self._idle)
@@ -687,7 +693,7 @@ class CacheHandle(Attachment):
                 return always_compute
 
             def gate(*args: Any, **kwargs: Any) -> Any:
-                compute, keep, ratio = now[index]
+                compute, keep, weights = now[index]
                 ordinal = calls[index]
                 calls[index] = ordinal + 1
                 slot = (tracker.branch, ordinal)
@@ -709,10 +715,12 @@ class CacheHandle(Attachment):
                         if not keep:
                             del cache[slot]
                         output = entries[-1][1]
-                        if ratio is not None and len(entries) == 2 and entries[0][0] == signature:
+                        line = entries[-len(weights) :] if weights is not None else ()
+                        if weights is not None and len(line) == len(weights) and all(entry[0] == signature for entry in line):
+                            values = [entry[1] for entry in line]
                             if not eager:
-                                return extrapolate(output, entries[0][1], ratio)
-                            output = extrapolate(output, entries[0][1], ratio, fills.pop(slot, None))
+                                return extrapolate(values, weights)
+                            output = extrapolate(values, weights, fills.pop(slot, None))
                             if keep:
                                 fills[slot] = output
                         return output

@@ -391,7 +391,7 @@ class ErrorProfile:
         budget allows (FORA's fixed interval at any MAC fraction); it ignores the errors, and is the
         baseline :func:`smoothcache.select_schedule` measures the planned schedules against.
 
-        ``fill`` is what the schedule returns at skipped steps (``"reuse"`` or ``"linear"``): for
+        ``fill`` is what the schedule returns at skipped steps (``"reuse"``, ``"linear"`` or ``"quadratic"``): for
         ``"runs"`` the fill the profile was probed with (the default), else ``"reuse"`` by default.
 
         ``weighting="uniform"`` is the paper's measure. ``"sensitivity"`` (a probed profile) multiplies

@@ -9,7 +9,8 @@ Format v1 (JSON)::
 
 ``fill`` says what a skipped step returns: ``"reuse"`` (the default, and what a file without the
 field means) the last computed value, as the paper; ``"linear"`` the line through the last two
-computed values, extended to this step (the first skipped steps, with one value computed, reuse it).
+computed values, extended to this step; ``"quadratic"`` the parabola through the last three (the
+first skipped steps, with fewer values computed, take the highest order they have: reuse, then the line).
 
 The original SmoothCache files (``{"attn": [...], "mlp": [...]}``, per-block ``"attn-3"``) load
 unchanged. A table key is resolved against the wrapped model's components, most specific first:
@@ -33,15 +34,19 @@ from .adapter import ComponentSpec
 from .errors import ScheduleError
 from .files import read_limited, write_atomic
 
+#: The weights of a fill's computed values, oldest first.
+Weights = tuple[float, ...]
+
 FORMAT = "smoothcache.schedule"
 VERSION = 1
 #: The largest schedule file read (8 MiB: 1,000 steps for 1,000 per-block lists fit in 6 MiB); a
 #: larger file is refused before it is parsed, so reading a schedule needs bounded memory.
 MAX_FILE_BYTES = 8 * 1024 * 1024
-#: What a skipped step returns: the last computed value, or the last two extrapolated linearly.
-FILLS = ("reuse", "linear")
+#: What a skipped step returns: the last computed value, or the polynomial through the last two
+#: (linear) or three (quadratic) computed values, extended to this step.
+FILLS = ("reuse", "linear", "quadratic")
 #: Computed values a fill needs.
-_FILL_DEPTH = {"reuse": 1, "linear": 2}
+_FILL_DEPTH = {"reuse": 1, "linear": 2, "quadratic": 3}
 
 
 def type_key(component: ComponentSpec, single_stack: bool) -> str:
@@ -71,15 +76,15 @@ class CompiledSchedule:
 
     ``compute[c][i]``: component ``c`` computes at step ``i``. ``keep[c][i]``: after step ``i`` the
     cached values are still needed by a later skipped step (so the cache holds nothing it will not
-    use). ``ratio[c][i]``: at a skipped step of the linear fill, how far past the last computed value
-    the line goes, in units of the distance between the last two (None: reuse the last value as it
-    is). ``None`` for a component means it always computes. ``fill``: see :data:`FILLS`.
+    use). ``weights[c][i]``: at a skipped step of a polynomial fill, the weights of the last computed
+    values (oldest first) whose sum is the fill (None: reuse the last value as it is). ``None`` for a
+    component means it always computes. ``fill``: see :data:`FILLS`.
     """
 
     steps: int | None
     compute: tuple[tuple[bool, ...] | None, ...]
     keep: tuple[tuple[bool, ...] | None, ...]
-    ratio: tuple[tuple[float | None, ...] | None, ...]
+    weights: tuple[tuple[Weights | None, ...] | None, ...]
     fill: str = "reuse"
 
     @classmethod
@@ -92,20 +97,22 @@ class CompiledSchedule:
         return _FILL_DEPTH[self.fill]
 
 
-def _linear_ratios(flags: tuple[bool, ...]) -> tuple[float | None, ...]:
-    """Per skipped step ``i`` with computes at ``a < b`` before it: ``(i - b) / (b - a)``."""
-    ratios: list[float | None] = []
+def _fill_weights(flags: tuple[bool, ...], depth: int) -> tuple[Weights | None, ...]:
+    """Per skipped step ``i``: the Lagrange weights, at ``i``, of the polynomial through the last
+    ``depth`` (or as many as there are, at least two) computed steps, oldest first; None elsewhere.
+    For two computes at ``a < b`` the weights are ``(-r, 1 + r)`` with ``r = (i - b) / (b - a)``."""
+    weights: list[Weights | None] = []
     computes: list[int] = []
     for step, compute in enumerate(flags):
         if compute:
             computes.append(step)
-            ratios.append(None)
-        elif len(computes) >= 2:
-            before, last = computes[-2:]
-            ratios.append((step - last) / (last - before))
+            weights.append(None)
+        elif depth >= 2 and len(computes) >= 2:
+            points = computes[-depth:]
+            weights.append(tuple(math.prod((step - m) / (x - m) for m in points if m != x) for x in points))
         else:
-            ratios.append(None)
-    return tuple(ratios)
+            weights.append(None)
+    return tuple(weights)
 
 
 def _keep_flags(flags: tuple[bool, ...], depth: int) -> tuple[bool, ...]:
@@ -297,19 +304,19 @@ class Schedule:
         used: set[str] = set()
         compute: list[tuple[bool, ...] | None] = []
         keep: list[tuple[bool, ...] | None] = []
-        ratio: list[tuple[float | None, ...] | None] = []
+        weights: list[tuple[Weights | None, ...] | None] = []
         for keys in candidates:
             table = next((self.tables[key] for key in keys if key in self.tables), None)
             used.update(key for key in keys if key in self.tables)
             if table is None or all(table):
                 compute.append(None)
                 keep.append(None)
-                ratio.append(None)
+                weights.append(None)
                 continue
             flags = tuple(bool(v) for v in table)
             compute.append(flags)
             keep.append(_keep_flags(flags, _FILL_DEPTH[self.fill]))
-            ratio.append(_linear_ratios(flags) if self.fill == "linear" else (None,) * len(flags))
+            weights.append(_fill_weights(flags, _FILL_DEPTH[self.fill]))
         unknown = sorted(set(self.tables) - used)
         if unknown:
             types = sorted({c for keys in candidates for c in keys[2:]})
@@ -317,4 +324,4 @@ class Schedule:
                 f"schedule keys {unknown} match no component of this model; it has the types {types} "
                 f"and component keys like {candidates[0][0]!r} (or '<type>-<block index>')"
             )
-        return CompiledSchedule(self.steps, tuple(compute), tuple(keep), tuple(ratio), self.fill)
+        return CompiledSchedule(self.steps, tuple(compute), tuple(keep), tuple(weights), self.fill)

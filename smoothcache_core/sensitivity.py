@@ -155,8 +155,10 @@ def select_schedule(
     """The schedule at ``macs`` whose final output moves least on ``generate()``, among the plans
     the profile allows: ``method="runs"`` with every run length up to the probed one (if probed),
     the paper's greedy scan, and evenly spaced computes (``"uniform"``, FORA at any budget), with
-    the probed fill (linear if not probed), and the evenly spaced computes with the other fill too
-    (on the tones model at 3x FORA's plain reuse beats the linear fill).
+    the probed fill (linear if not probed); the evenly spaced and the run plans with the other
+    fills too. Which fill is best depends on the model, sampler and budget: on the reference tones
+    model at 3x plain reuse beats the line, on the video model the parabola beats the line, on the
+    digits with DPM-Solver the parabola loses at 3x.
 
     A plan rests on estimates: component errors, or probed runs measured one at a time, whose costs
     do not simply add up once several runs share a generation. Measuring each candidate once costs
@@ -166,12 +168,9 @@ def select_schedule(
     candidates and their measured errors are kept in the schedule's provenance (``selected_from``).
     """
     fill = profile.probe_fill if profile.probed else "linear"
-    other = "reuse" if fill == "linear" else "linear"
-    plans: dict[str, dict[str, Any]] = {
-        "uniform": {"method": "uniform", "fill": fill},
-        f"uniform, {other}": {"method": "uniform", "fill": other},  # which fill is better depends on the model and budget
-        "greedy": {"method": "greedy", "fill": fill},
-    }
+    plans: dict[str, dict[str, Any]] = {"uniform": {"method": "uniform", "fill": fill}}
+    plans.update({f"uniform, {other}": {"method": "uniform", "fill": other} for other in FILLS if other != fill})
+    plans["greedy"] = {"method": "greedy", "fill": fill}
     for length in range(1, profile.probed_run_length + 1):
         plans[f"runs, lookahead {length}"] = {"method": "runs", "lookahead": length}
     candidates: dict[str, Schedule] = {}
@@ -181,6 +180,11 @@ def select_schedule(
             candidates[name] = profile.schedule(macs=macs, **arguments)
         if name == "uniform" and missed:  # the baseline's miss is the user's to know; the others are filtered below
             warnings.warn(missed[0].message, stacklevel=_outside_the_library())
+    for name in [name for name in candidates if name.startswith("runs")]:  # the same runs, filled otherwise
+        runs = candidates[name]
+        for other in FILLS:
+            if other not in ("reuse", runs.fill):
+                candidates[f"{name}, {other}"] = Schedule(runs.tables, {**runs.provenance, "fill": other}, other)
     allowed = max(macs, candidates["uniform"].provenance["mac_fraction"]) + BUDGET_TOLERANCE
     candidates = {name: schedule for name, schedule in candidates.items() if schedule.provenance["mac_fraction"] <= allowed}
     with torch.no_grad():

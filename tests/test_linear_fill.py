@@ -9,7 +9,7 @@ import smoothcache
 from helpers import assert_pristine
 from smoothcache import ProfileError, Schedule, ScheduleError
 from smoothcache_core.engine import extrapolate
-from smoothcache_core.schedule import _keep_flags, _linear_ratios
+from smoothcache_core.schedule import _fill_weights, _keep_flags
 
 STEPS = 8
 
@@ -21,8 +21,12 @@ def generate(pipe, seed: int = 0):
 def test_ratios_and_kept_values_follow_the_table():
     flags = (True, True, False, False, True, False, True, True)
     # steps 2 and 3 extend the line through 0 and 1 by 1 and 2 spacings; step 5 through 1 and 4 by 1/3
-    assert _linear_ratios(flags) == (None, None, 1.0, 2.0, None, 1 / 3, None, None)
-    assert _linear_ratios((True, False, True)) == (None, None, None)  # one value computed: plain reuse
+    assert _fill_weights(flags, 2) == (None, None, (-1.0, 2.0), (-2.0, 3.0), None, pytest.approx((-1 / 3, 4 / 3)), None, None)
+    assert _fill_weights((True, False, True), 2) == (None, None, None)  # one value computed: plain reuse
+    assert _fill_weights(flags, 1) == (None,) * len(flags)
+    # the parabola through 0, 1 and 4 at step 5 (the line where only two are computed)
+    assert _fill_weights(flags, 3)[:4] == _fill_weights(flags, 2)[:4]
+    assert _fill_weights(flags, 3)[5] == pytest.approx((4 * 1 / (-1 * -4), 5 * 1 / (1 * -3), 5 * 4 / (4 * 3)))
     # reuse keeps a value while the next step skips; linear also keeps the one before the last compute
     assert _keep_flags(flags, 1) == (False, True, True, False, True, False, False, False)
     assert _keep_flags(flags, 2) == (True, True, True, True, True, False, False, False)
@@ -30,18 +34,28 @@ def test_ratios_and_kept_values_follow_the_table():
 
 def test_extrapolate_works_on_tensors_and_structures_and_leaves_the_rest():
     last, before = torch.tensor([3.0, 5.0]), torch.tensor([1.0, 4.0])
-    assert torch.equal(extrapolate(last, before, 0.5), torch.tensor([4.0, 5.5]))
-    pair = extrapolate((last, "tag"), (before, "tag"), 1.0)
+    half = (-0.5, 1.5)  # half a spacing past the last value
+    assert torch.equal(extrapolate([before, last], half), torch.tensor([4.0, 5.5]))
+    pair = extrapolate([(before, "tag"), (last, "tag")], (-1.0, 2.0))
     assert torch.equal(pair[0], torch.tensor([5.0, 6.0])) and pair[1] == "tag"
-    assert extrapolate(last, torch.zeros(3), 1.0) is last  # shapes differ: reuse
-    assert extrapolate(torch.tensor([1, 2]), torch.tensor([0, 0]), 1.0).tolist() == [1, 2]  # integers: reuse
+    assert extrapolate([torch.zeros(3), last], half) is last  # shapes differ: reuse
+    assert extrapolate([torch.tensor([0, 0]), torch.tensor([1, 2])], half).tolist() == [1, 2]  # integers: reuse
     buffer = torch.empty(2)
-    assert extrapolate(last, before, 0.5, buffer) is buffer and torch.equal(buffer, torch.tensor([4.0, 5.5]))
-    assert extrapolate(last, before, 0.5, torch.empty(3)).shape == (2,)  # a buffer that does not fit: a new tensor
+    assert extrapolate([before, last], half, buffer) is buffer and torch.equal(buffer, torch.tensor([4.0, 5.5]))
+    assert extrapolate([before, last], half, torch.empty(3)).shape == (2,)  # a buffer that does not fit: a new tensor
+    # three values of t**2 at t = 0, 1, 2: the parabola gives 9 at t = 3 (the line would give 7)
+    squares = [torch.tensor([0.0]), torch.tensor([1.0]), torch.tensor([4.0])]
+    weights = (1.0, -3.0, 3.0)
+    assert extrapolate(squares, weights).item() == 9.0
+    buffer = torch.empty(1)
+    assert extrapolate(squares, weights, buffer) is buffer and buffer.item() == 9.0 and squares[2].item() == 4.0
     leaf = last.clone().requires_grad_()
-    filled = extrapolate(leaf, before, 0.5, torch.empty(2))  # recording a graph: a new tensor, gradients flow
+    filled = extrapolate([before, leaf], half, torch.empty(2))  # recording a graph: a new tensor, gradients flow
     filled.sum().backward()
     assert torch.equal(leaf.grad, torch.full((2,), 1.5))
+    leaf = squares[2].clone().requires_grad_()
+    extrapolate([*squares[:2], leaf], weights, torch.empty(1)).sum().backward()
+    assert leaf.grad.item() == 3.0
 
 
 def test_schedule_fill_round_trips_and_defaults_to_reuse(tmp_path):
@@ -52,7 +66,7 @@ def test_schedule_fill_round_trips_and_defaults_to_reuse(tmp_path):
     assert "fill" not in Schedule.fora(STEPS, 2, ["attn1"]).to_dict()  # reuse files read as before
     assert Schedule.from_dict(Schedule.fora(STEPS, 2, ["attn1"]).to_dict()).fill == "reuse"
     with pytest.raises(ScheduleError, match="fill must be one of"):
-        Schedule({"attn1": [1, 0, 1]}, {}, "quadratic")
+        Schedule({"attn1": [1, 0, 1]}, {}, "cubic")
 
 
 def test_linear_fill_extends_the_line_on_a_real_pipeline(dit_pipe):
@@ -86,6 +100,33 @@ def test_linear_fill_extends_the_line_on_a_real_pipeline(dit_pipe):
     with smoothcache.wrap(dit_pipe, schedule=Schedule({"attn1": table, "ff": table})):
         reused = generate(dit_pipe)()
     assert torch.isfinite(cached).all() and not torch.equal(cached, reused) and not torch.equal(cached, reference)
+    assert_pristine(model)
+
+
+def test_quadratic_fill_extends_the_parabola_on_a_real_pipeline(dit_pipe):
+    model = dit_pipe.transformer
+    reference = generate(dit_pipe)()
+    with smoothcache.wrap(dit_pipe, schedule=Schedule({"attn1": [1] * STEPS}, {}, "quadratic")):
+        assert torch.equal(generate(dit_pipe)(), reference)  # nothing skipped: bit-identical
+
+    table = [1, 0, 1, 0, 1, 0, 0, 1]  # step 1 reuses, step 3 takes the line, steps 5 and 6 the parabola
+    seen: list[torch.Tensor] = []
+    hook = model.transformer_blocks[0].attn1.register_forward_hook(lambda _module, _args, output: seen.append(output.clone()))
+    try:
+        with smoothcache.wrap(dit_pipe, schedule=Schedule({"attn1": table, "ff": table}, {}, "quadratic")) as handle:
+            cached = generate(dit_pipe)()
+            stats = handle.stats()
+    finally:
+        hook.remove()
+    assert stats["reused"] == 4 * 2 * 2 and stats["cache_bytes"] == 0
+    torch.testing.assert_close(seen[1], seen[0])
+    torch.testing.assert_close(seen[3], 1.5 * seen[2] - 0.5 * seen[0])
+    # through (0, v0), (2, v2), (4, v4) at 5 and 6: Lagrange weights (3/8, -5/4, 15/8) and (1, -3, 3)
+    torch.testing.assert_close(seen[5], 0.375 * seen[0] - 1.25 * seen[2] + 1.875 * seen[4])
+    torch.testing.assert_close(seen[6], seen[0] - 3 * seen[2] + 3 * seen[4])
+    with smoothcache.wrap(dit_pipe, schedule=Schedule({"attn1": table, "ff": table}, {}, "linear")):
+        linear = generate(dit_pipe)()
+    assert torch.isfinite(cached).all() and not torch.equal(cached, linear) and not torch.equal(cached, reference)
     assert_pristine(model)
 
 
