@@ -37,7 +37,7 @@ import os
 import time
 import warnings
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -80,6 +80,7 @@ class Case:
     accuracy: Callable[[torch.Tensor], float] | None = None
     data_range: float = 1.0
     profile: str | None = None  # the shipped profile of smoothcache.schedules for this model and sampler
+    timed: Callable[[], torch.Tensor] | None = None  # a few samples of the evaluation set, for repeated timing
 
 
 def _digit_case(scheduler: str, steps: int) -> Case:
@@ -104,6 +105,7 @@ def _digit_case(scheduler: str, steps: int) -> Case:
         real_features=real_features,
         accuracy=lambda images: digits.digit_accuracy(images, labels, classifier),
         profile=f"digits-dit-{scheduler}-{steps}",
+        timed=lambda: digits.sample_digits(model, labels[::10], steps, scheduler=scheduler, seed=EVALUATION_SEED),
     )
 
 
@@ -123,6 +125,7 @@ def _tones_case(steps: int) -> Case:
         generate=lambda seed=EVALUATION_SEED: tones.sample_tones(model, labels, steps, seed=seed),
         calibrate=lambda: tones.sample_tones(model, calibration_labels, steps, seed=0),
         profile=f"tones-dit-cosine-dpm-{steps}",
+        timed=lambda: tones.sample_tones(model, labels[::10], steps, seed=EVALUATION_SEED),
     )
 
 
@@ -153,6 +156,7 @@ def _video_case(steps: int) -> Case:
         real_features=real_features,
         accuracy=lambda videos: moving_digits.frame_accuracy(videos, labels, classifier)[0],
         profile=f"moving-digits-stdit3-rflow-{steps}",
+        timed=lambda: moving_digits.sample_moving_digits(model, table, labels[::5], steps, seed=EVALUATION_SEED),
     )
 
 
@@ -171,6 +175,7 @@ class Method:
     family: str  # one line in the plot, e.g. "smoothcache greedy (type)"
     setting: str
     enable: Callable[[], contextlib.AbstractContextManager]
+    details: dict[str, Any] = field(default_factory=dict)  # what enabling it chose, kept with the point
 
 
 #: smoothcache's schedules on the frontier: family, ``profile.schedule`` arguments, MAC targets.
@@ -209,14 +214,21 @@ def _smoothcache_methods(case: Case, profile: smoothcache.ErrorProfile) -> list[
             setting = f"macs<={target}" + (f" (alpha {alpha:.3g})" if alpha is not None and kwargs.get("method") != "optimal" else "")
             methods.append(Method(family, setting, lambda s=schedule: smoothcache.wrap(case.model, schedule=s)))
     for target in SELECTED_TARGETS:  # selected when the point is measured: each selection runs generations
+        details: dict[str, Any] = {}
 
         @contextlib.contextmanager
-        def selected(target: float = target) -> Iterator[None]:
+        def selected(target: float = target, details: dict[str, Any] = details) -> Iterator[None]:
             schedule = smoothcache.select_schedule(case.model, profile, case.calibrate, macs=target)
+            details.update(
+                selected_plan=schedule.provenance["selected"],
+                candidates=len(schedule.provenance["selected_from"]),
+                # to time it again without re-selecting; each table as a string of 0/1, one line in the JSON
+                schedule={"components": {key: "".join(map(str, table)) for key, table in schedule.tables.items()}, "fill": schedule.fill},
+            )
             with smoothcache.wrap(case.model, schedule=schedule):
                 yield
 
-        methods.append(Method(SELECTED_FAMILY, f"macs<={target}", selected))
+        methods.append(Method(SELECTED_FAMILY, f"macs<={target}", selected, details))
     keys = set(profile.schedule(alpha=0.0).tables)
     for family, fill in FORA_FAMILIES.items():
         for interval in FORA_INTERVALS:
@@ -339,6 +351,7 @@ def run_case(name: str, families: list[str] | None = None, previous: dict[str, A
             "mac_fraction": macs / reference_macs,
             "time_ratio": seconds / reference_seconds,
             **_evaluate(case, outputs, reference),
+            **method.details,
         }
         target = method.setting.split(" ")[0]
         if method.family == "smoothcache greedy (type)":
@@ -403,13 +416,13 @@ def _noise_floor(result: dict[str, Any], key: str) -> float | None:
     return abs(values[1] - values[0]) if len(values) == 2 and None not in values else None
 
 
-def at_speedup(points: list[dict[str, Any]], speedup: float, key: str) -> float | None:
-    """``key`` of a family at a MAC speedup, interpolated linearly in log speedup between the two
-    points around it (None if the family does not reach it). Equal-MAC comparison of methods whose
-    knobs land on different MAC fractions."""
+def at_speedup(points: list[dict[str, Any]], speedup: float, key: str, cost: str = "mac_fraction") -> float | None:
+    """``key`` of a family at a speedup in ``cost`` (MACs, or ``"time_ratio"``), interpolated
+    linearly in log speedup between the two points around it (None if the family does not reach
+    it). Equal-cost comparison of methods whose knobs land on different costs."""
     import math
 
-    ordered = sorted((1 / p["mac_fraction"], p[key]) for p in points if key in p)
+    ordered = sorted((1 / p[cost], p[key]) for p in points if key in p and cost in p)
     for (low, low_value), (high, high_value) in itertools.pairwise(ordered):
         if low <= speedup <= high:
             if high == low or not all(map(math.isfinite, (low_value, high_value))):

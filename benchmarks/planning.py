@@ -73,8 +73,10 @@ def _timed(action: Callable[[], Any]) -> tuple[Any, float]:
     return result, time.perf_counter() - start
 
 
-def measure(setting: Setting, model: torch.nn.Module) -> dict[str, Any]:
-    """Calibrate, probe three ways, plan at FORA's MAC fractions and evaluate on unseen seeds."""
+def measure(setting: Setting, model: torch.nn.Module, stored: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Calibrate, probe three ways, plan at FORA's MAC fractions and evaluate on unseen seeds; with
+    ``stored`` (this setting's earlier result), probe only the full way and keep the stored
+    numbers of the other two (a re-run for a changed selection)."""
 
     def generate(seed: int) -> torch.Tensor:
         labels = list(range(digits.NUM_CLASSES))
@@ -92,9 +94,11 @@ def measure(setting: Setting, model: torch.nn.Module) -> dict[str, Any]:
         )
 
     full, full_s = probed(calibrated, every_other, 0)
-    two_seeds, second_s = probed(full, every_other, 1)
-    cheap, cheap_s = probed(calibrated, CHEAP_PROBES, 0)
-    profiles = {"full": (full, full_s), "two seeds": (two_seeds, full_s + second_s), "cheap": (cheap, cheap_s)}
+    profiles = {"full": (full, full_s)}
+    if stored is None:
+        two_seeds, second_s = probed(full, every_other, 1)
+        cheap, cheap_s = probed(calibrated, CHEAP_PROBES, 0)
+        profiles.update({"two seeds": (two_seeds, full_s + second_s), "cheap": (cheap, cheap_s)})
     probe_generations = {
         "full": len(probe_runs(setting.steps, every_other, RUN_LENGTHS)),
         "two seeds": 2 * len(probe_runs(setting.steps, every_other, RUN_LENGTHS)),
@@ -110,10 +114,11 @@ def measure(setting: Setting, model: torch.nn.Module) -> dict[str, Any]:
 
     keys = full.curves("type")[0]
     points = []
-    for interval in FORA_INTERVALS:
+    for index, interval in enumerate(FORA_INTERVALS):
         fora = smoothcache.Schedule.fora(setting.steps, interval, keys, fill="linear")
         fraction = full.mac_report(fora).fraction
-        point: dict[str, Any] = {"fora_interval": interval, "mac_fraction": fraction, "FORA + linear fill": fidelity(fora)}
+        point: dict[str, Any] = {} if stored is None else dict(stored["points"][index])
+        point.update({"fora_interval": interval, "mac_fraction": fraction, "FORA + linear fill": fidelity(fora)})
         for name, (profile, _) in profiles.items():
             with warnings.catch_warnings(record=True) as caught:
                 warnings.simplefilter("always")
@@ -136,12 +141,15 @@ def measure(setting: Setting, model: torch.nn.Module) -> dict[str, Any]:
             "generations_equivalent": calibration_s / generation_s,
         },
         "probing": {
-            name: {
-                "probe_generations": probe_generations[name],
-                "seconds": seconds,
-                "plan_cost_in_generations": (calibration_s + seconds) / generation_s,
-            }
-            for name, (profile, seconds) in profiles.items()
+            **({} if stored is None else stored["probing"]),
+            **{
+                name: {
+                    "probe_generations": probe_generations[name],
+                    "seconds": seconds,
+                    "plan_cost_in_generations": (calibration_s + seconds) / generation_s,
+                }
+                for name, (profile, seconds) in profiles.items()
+            },
         },
         "points": points,
     }
@@ -150,6 +158,11 @@ def measure(setting: Setting, model: torch.nn.Module) -> dict[str, Any]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--settings", nargs="+", choices=[s.name for s in SETTINGS], help="run these settings only")
+    parser.add_argument(
+        "--keep-other-probing",
+        action="store_true",
+        help="probe only the full way and keep the stored two-seed and cheap results (a re-run for a changed selection)",
+    )
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
     torch.manual_seed(0)
@@ -159,7 +172,8 @@ def main() -> None:
     for setting in SETTINGS:
         if args.settings and setting.name not in args.settings:
             continue
-        results[setting.name] = measure(setting, model)  # settings run now replace their stored results
+        stored_result = results.get(setting.name) if args.keep_other_probing else None
+        results[setting.name] = measure(setting, model, stored_result)  # settings run now replace their stored results
         print(f"{setting.name}: done", flush=True)
     rows = []
     for name, result in results.items():
