@@ -141,11 +141,14 @@ def extrapolate(values: Sequence[Any], weights: Weights, into: Any = None) -> An
             return last
         recording = torch.is_grad_enabled() and any(v.requires_grad for v in values)
         out = into if _fits(into, last) and not recording else None  # out= cannot record a graph
-        if len(values) == 2:  # the line: one fused operation
-            return torch.lerp(values[0], last, weights[1], out=out) if out is not None else torch.lerp(values[0], last, weights[1])
-        result = torch.mul(last, weights[-1], out=out) if out is not None else last * weights[-1]
-        for value, weight in zip(values[:-1], weights[:-1], strict=True):
-            result = result.add_(value, alpha=weight) if not recording else result + value * weight
+        # As nested lerps (one fused pass each, the line being one): after k values the result is
+        # their weighted mean, and the next lerp moves it toward value k+1 by that value's share of
+        # the weight so far. The partial sums are never 0 for a fill (the last weight is not 1).
+        result, total = values[0], weights[0]
+        for value, weight in zip(values[1:], weights[1:], strict=True):
+            total += weight
+            share = weight / total
+            result = torch.lerp(result, value, share, out=out) if out is not None else torch.lerp(result, value, share)
         return result
     if isinstance(last, (tuple, list)) and all(isinstance(v, (tuple, list)) and len(v) == len(last) for v in values):
         intos = into if isinstance(into, (tuple, list)) and len(into) == len(last) else (None,) * len(last)
