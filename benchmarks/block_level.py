@@ -14,7 +14,6 @@ Run: ``python -m benchmarks.block_level``. Writes benchmarks/results/block_level
 from __future__ import annotations
 
 import statistics
-import time
 import warnings
 from collections.abc import Callable
 from contextlib import AbstractContextManager
@@ -23,7 +22,7 @@ from typing import Any
 import torch
 
 import smoothcache
-from benchmarks.common import print_table, write_results
+from benchmarks.common import print_table, timed, write_results
 from benchmarks.frontier import CASES
 from smoothcache import schedules
 from smoothcache_core.metrics import fidelity
@@ -88,19 +87,15 @@ def main() -> None:
     for name, enable in variants.items():
         with enable():
             quality[name] = fidelity(reference.float(), case.generate().float(), case.modality, case.data_range)["psnr_db"]
-    timed = case.timed
-    assert timed is not None
-    timed()
+    sample = case.timed
+    assert sample is not None
+    sample()
     ratios: dict[str, list[float]] = {name: [] for name in variants}
     for _ in range(ROUNDS):
         for name, enable in variants.items():
-            start = time.perf_counter()
-            timed()
-            uncached = time.perf_counter() - start
+            uncached = timed(sample)[1]
             with enable():
-                start = time.perf_counter()
-                timed()
-                ratios[name].append((time.perf_counter() - start) / uncached)
+                ratios[name].append(timed(sample)[1] / uncached)
     rows = [[name, 1 / statistics.median(ratios[name]), quality[name]] for name in variants]
     print_table(["variant (digits DDIM 50)", "time speedup", "psnr_db"], rows)
     path = write_results(

@@ -35,6 +35,13 @@ def interleaved_times(variants: Mapping[str, Callable[[], Any]], rounds: int, wa
     return times
 
 
+def timed(action: Callable[[], Any]) -> tuple[Any, float]:
+    """``action()``'s result and the wall seconds it took."""
+    start = time.perf_counter()
+    result = action()
+    return result, time.perf_counter() - start
+
+
 def median(values: list[float]) -> float:
     return statistics.median(values)
 

@@ -21,7 +21,6 @@ import argparse
 import contextlib
 import json
 import statistics
-import time
 import warnings
 from collections.abc import Callable
 from typing import Any
@@ -31,7 +30,7 @@ from tqdm import tqdm
 
 import smoothcache
 from benchmarks import frontier, peers
-from benchmarks.common import RESULTS, write_results
+from benchmarks.common import RESULTS, timed, write_results
 
 #: The MAC speedups of the frontier's points that are timed: around the 2x and 3x comparisons.
 MAC_SPEEDUPS = (1.6, 4.0)
@@ -39,12 +38,6 @@ MAC_SPEEDUPS = (1.6, 4.0)
 TIME_SPEEDUPS = (1.5, 2.0, 2.5)
 #: Methods timed between two uncached runs.
 GROUP = 3
-
-
-def _seconds(run: Callable[[], Any]) -> float:
-    start = time.perf_counter()
-    run()
-    return time.perf_counter() - start
 
 
 def _methods(case: frontier.Case, stored: dict[str, Any]) -> list[tuple[frontier.Method, dict[str, Any]]]:
@@ -87,27 +80,27 @@ def time_case(name: str, rounds: int, stored: dict[str, Any]) -> dict[str, Any]:
     """Time ratios of the case's points (median over ``rounds``), with the frontier's fidelity."""
     case = frontier.CASES[name]()
     assert case.timed is not None
-    timed = case.timed
+    sample = case.timed
     methods = _methods(case, stored)
     ratios: list[list[float]] = [[] for _ in methods]
     with torch.no_grad(), frontier._quiet(), _magcache_calibrated_once():
-        timed()
+        sample()
         warmed = set()
         for method, _ in methods:  # warm-up per family: one-time costs (MAC measurement, calibration) are not timed
             if method.family not in warmed:
                 warmed.add(method.family)
                 with method.enable():
-                    timed()
+                    sample()
         for round_index in tqdm(range(rounds), desc=name, unit="round"):
             shift = round_index * GROUP % len(methods)
             order = list(range(len(methods)))[shift:] + list(range(len(methods)))[:shift]
-            before = _seconds(timed)
+            before = timed(sample)[1]
             for start in range(0, len(order), GROUP):
                 group = []
                 for index in order[start : start + GROUP]:
                     with methods[index][0].enable():
-                        group.append((index, _seconds(timed)))
-                after = _seconds(timed)
+                        group.append((index, timed(sample)[1]))
+                after = timed(sample)[1]
                 for index, seconds in group:
                     ratios[index].append(seconds / ((before + after) / 2))
                 before = after

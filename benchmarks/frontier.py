@@ -34,7 +34,6 @@ import contextlib
 import itertools
 import json
 import os
-import time
 import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -46,7 +45,7 @@ from torch import nn
 from tqdm import tqdm
 
 import smoothcache
-from benchmarks.common import RESULTS, write_results
+from benchmarks.common import RESULTS, timed, write_results
 from smoothcache_core.macs import flop_counter
 from smoothcache_core.metrics import fidelity, frechet_distance
 
@@ -307,9 +306,8 @@ def _profile(case: Case) -> tuple[smoothcache.ErrorProfile, str]:
 
 def _measure(case: Case) -> tuple[torch.Tensor, int, float]:
     """One generation of the evaluation set: outputs, MACs and wall seconds."""
-    start = time.perf_counter()
-    outputs, macs = _count_macs(case.generate)
-    return outputs, macs, time.perf_counter() - start
+    (outputs, macs), seconds = timed(lambda: _count_macs(case.generate))
+    return outputs, macs, seconds
 
 
 def run_case(name: str, families: list[str] | None = None, previous: dict[str, Any] | None = None) -> dict[str, Any]:

@@ -25,16 +25,14 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import time
 import warnings
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 import torch
 
 import smoothcache
-from benchmarks.common import RESULTS, machine, print_table, write_results
+from benchmarks.common import RESULTS, machine, print_table, timed, write_results
 from smoothcache.reference import digits
 from smoothcache_core.metrics import psnr
 from smoothcache_core.sensitivity import probe_runs
@@ -67,12 +65,6 @@ SETTINGS = (
 )
 
 
-def _timed(action: Callable[[], Any]) -> tuple[Any, float]:
-    start = time.perf_counter()
-    result = action()
-    return result, time.perf_counter() - start
-
-
 def measure(setting: Setting, model: torch.nn.Module, stored: dict[str, Any] | None = None) -> dict[str, Any]:
     """Calibrate, probe three ways, plan at FORA's MAC fractions and evaluate on unseen seeds; with
     ``stored`` (this setting's earlier result), probe only the full way and keep the stored
@@ -82,14 +74,14 @@ def measure(setting: Setting, model: torch.nn.Module, stored: dict[str, Any] | N
         labels = list(range(digits.NUM_CLASSES))
         return digits.sample_digits(model, labels, setting.steps, setting.scheduler, seed, setting.guidance)
 
-    generation_s = sorted(_timed(lambda: generate(0))[1] for _ in range(3))[1]
-    calibrated, calibration_s = _timed(
+    generation_s = sorted(timed(lambda: generate(0))[1] for _ in range(3))[1]
+    calibrated, calibration_s = timed(
         lambda: smoothcache.calibrate(model, lambda: [generate(seed) for seed in CALIBRATION_SEEDS], solver=setting.scheduler)
     )
     every_other = (setting.steps - 2) // 2
 
     def probed(profile: smoothcache.ErrorProfile, probes: int, seed: int) -> tuple[smoothcache.ErrorProfile, float]:
-        return _timed(
+        return timed(
             lambda: smoothcache.probe(model, profile, lambda: generate(seed), probes=probes, run_lengths=RUN_LENGTHS, fill="linear")
         )
 
