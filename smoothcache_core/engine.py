@@ -484,7 +484,7 @@ class CacheHandle(Attachment):
         #: whether the current one is such a generation.
         self.ambiguous = 0
         self._ambiguous_now = False
-        # (compute, keep, ratio) of every component, per step, decided once here; the gates only read
+        # (compute, keep, fill weights) of every component, per step, decided once here; the gates only read
         # the current step's tuple, so a compiled block sees a handful of constants, never the step number.
         self._idle: tuple[_Decision, ...] = ((True, False, None),) * count
         compute, keep, weights = self._compiled.compute, self._compiled.keep, self._compiled.weights
@@ -719,13 +719,14 @@ class CacheHandle(Attachment):
                             del cache[slot]
                         output = entries[-1][1]
                         line = entries[-len(weights) :] if weights is not None else ()
-                        if weights is not None and len(line) == len(weights) and all(entry[0] == signature for entry in line):
-                            values = [entry[1] for entry in line]
-                            if not eager:
-                                return extrapolate(values, weights)
-                            output = extrapolate(values, weights, fills.pop(slot, None))
-                            if keep:
-                                fills[slot] = output
+                        if weights is None or len(line) != len(weights) or any(entry[0] != signature for entry in line):
+                            return output
+                        values = [entry[1] for entry in line]
+                        if not eager:
+                            return extrapolate(values, weights)
+                        output = extrapolate(values, weights, fills.pop(slot, None))
+                        if keep:
+                            fills[slot] = output
                         return output
                     if eager:
                         refreshed[index] += 1
