@@ -36,6 +36,7 @@ from smoothcache_core import (
     ScheduleError,
     SmoothCacheError,
     WrapError,
+    at_unit,
     attach,
     check_components,
     count_macs,
@@ -150,6 +151,7 @@ def wrap(
     *,
     sync_free: bool = False,
     branches: int = 1,
+    unit: str | None = None,
 ) -> CacheHandle:
     """Cache ``model``'s components across sampling steps as ``schedule`` says.
 
@@ -165,12 +167,22 @@ def wrap(
     graphs or ``torch.cuda.set_sync_debug_mode("error")``): every model evaluation is the next
     step, ``branches`` calls per step (2 for guidance as two calls), and a generation ends after the
     schedule's steps; call ``handle.reset()`` after an interrupted generation.
+
+    ``unit``: what is cached, ``"component"`` (attention and feed-forward outputs) or ``"block"``
+    (whole blocks' residuals); by default the unit the schedule was made for.
     """
     module = _as_model(model)
     parsed = _as_schedule(schedule)
-    handle = attach(module, resolve_adapter(module, adapter), parsed, sync_free, branches)
+    handle = attach(module, _at_unit(resolve_adapter(module, adapter), unit, parsed), parsed, sync_free, branches)
     _watch_pipeline(model, handle)
     return handle
+
+
+def _at_unit(adapter: ModelAdapter, unit: str | None, schedule: Schedule | None) -> ModelAdapter:
+    """``adapter`` caching ``unit``, or the unit ``schedule`` was made for when ``unit`` is None."""
+    if unit is None:
+        unit = str(schedule.provenance.get("unit", "component")) if schedule is not None else "component"
+    return at_unit(adapter, unit)
 
 
 def _watch_pipeline(model: Any, handle: Any) -> None:
@@ -187,6 +199,7 @@ def calibrate(
     lookahead: int = 3,
     solver: str | None = None,
     on_evaluation: Callable[[], None] | None = None,
+    unit: str = "component",
 ) -> ErrorProfile:
     """Measure how much every component's output changes between steps while ``run()`` generates.
 
@@ -195,11 +208,14 @@ def calibrate(
     is unwrapped afterwards, also when ``run`` raises or is interrupted. ``solver`` names the
     sampler for the profile's provenance (taken from ``pipe.scheduler`` when a pipeline is given).
     ``on_evaluation`` is called at the start of every model evaluation (a progress bar's update).
+    ``unit="block"`` measures whole blocks' residuals instead of attention and feed-forward outputs:
+    schedules from that profile skip whole blocks (see :mod:`smoothcache_core.blocks`).
     """
     module = _as_model(model)
     if solver is None and getattr(model, "scheduler", None) is not None:
         solver = type(model.scheduler).__name__
-    return record(module, resolve_adapter(module, adapter), run, lookahead, solver, on_evaluation, lambda r: _watch_pipeline(model, r))
+    chosen = at_unit(resolve_adapter(module, adapter), unit)
+    return record(module, chosen, run, lookahead, solver, on_evaluation, lambda r: _watch_pipeline(model, r))
 
 
 def probe(
@@ -270,5 +286,6 @@ def mac_report(
     parsed = _as_schedule(schedule)
     if parsed is None:
         raise ScheduleError("mac_report needs a schedule: a Schedule, a mapping of 0/1 lists, or a schedule file")
+    chosen = _at_unit(chosen, None, parsed)
     components = check_components(module, chosen)
     return count_macs(components, evaluate).for_schedule(parsed.compile(components), components)

@@ -26,7 +26,7 @@ from torch import nn
 import smoothcache
 from smoothcache.plugins import registry
 from smoothcache.workloads import Workload, WorkloadError, load
-from smoothcache_core import ErrorProfile, Schedule, SmoothCacheError
+from smoothcache_core import UNITS, ErrorProfile, Schedule, SmoothCacheError
 from smoothcache_core.metrics import fidelity
 from smoothcache_core.schedule import FILLS, has_single_stack, type_key
 from smoothcache_core.sensitivity import probe_runs
@@ -154,6 +154,13 @@ def _parser() -> argparse.ArgumentParser:
         default="reuse",
         help="what probed runs return at skipped steps: the last computed value (default), the line through the last "
         "two or the parabola through the last three; `schedule --method runs` then fills the same way",
+    )
+    calibrate.add_argument(
+        "--unit",
+        choices=UNITS,
+        default="component",
+        help="what schedules from this profile cache: attention and feed-forward outputs (default) or whole blocks' "
+        "residuals (block: a reused block costs one addition, so the wall-time speedup is closer to the MAC one)",
     )
     calibrate.add_argument("--plot", help="also write a PNG of the error curves")
     calibrate.add_argument("-o", "--output", required=True, help="profile file (.safetensors)")
@@ -286,9 +293,9 @@ def _print_table(headers: list[str], rows: list[list[Any]]) -> None:
         print("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=False)))
 
 
-def _measure_profile(workload: Workload, adapter: str | None) -> ErrorProfile:
+def _measure_profile(workload: Workload, adapter: str | None, unit: str = "component") -> ErrorProfile:
     """A 2-step calibration: enough for MAC counts of every component and of one evaluation."""
-    return smoothcache.calibrate(workload.target, lambda: workload.generate(0, 2), adapter=adapter, lookahead=1)
+    return smoothcache.calibrate(workload.target, lambda: workload.generate(0, 2), adapter=adapter, lookahead=1, unit=unit)
 
 
 # -- commands -----------------------------------------------------------------------------------
@@ -346,7 +353,13 @@ def cmd_calibrate(args: argparse.Namespace) -> None:
                 workload.generate(seed, steps)
 
         profile = smoothcache.calibrate(
-            workload.target, run, adapter=adapter, lookahead=args.lookahead, solver=workload.solver, on_evaluation=bar.update
+            workload.target,
+            run,
+            adapter=adapter,
+            lookahead=args.lookahead,
+            solver=workload.solver,
+            on_evaluation=bar.update,
+            unit=args.unit,
         )
     if args.probes:
         probes = None if args.probes >= profile.steps - 2 else args.probes
@@ -366,7 +379,7 @@ def cmd_calibrate(args: argparse.Namespace) -> None:
     if args.plot:
         profile.plot(args.plot)
     print(
-        f"wrote {args.output}: {len(profile.components)} components, {profile.steps} steps, lookahead {profile.lookahead}, "
+        f"wrote {args.output}: {len(profile.components)} {profile.unit}s, {profile.steps} steps, lookahead {profile.lookahead}, "
         f"{args.samples} generations ({profile.samples} per-sample errors per step), solver {profile.metadata.get('solver')}"
         + (f", probed {profile.probed_runs} runs of up to {profile.probed_run_length} steps" if profile.probed else "")
     )
@@ -460,7 +473,7 @@ def cmd_compare(args: argparse.Namespace) -> None:
     _check_outputs(args)
     schedule, steps = _steps_for(Schedule.load(args.schedule), args)  # a bad schedule file fails before the model loads
     workload = _workload(args)
-    profile = _measure_profile(workload, args.adapter)
+    profile = _measure_profile(workload, args.adapter, str(schedule.provenance.get("unit", "component")))
     report = profile.mac_count().for_schedule(schedule.compile(profile.components), profile.components)
     seeds = list(range(args.seed, args.seed + args.samples))
     handle = smoothcache.wrap(workload.target, adapter=args.adapter, schedule=schedule)

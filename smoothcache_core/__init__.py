@@ -9,6 +9,7 @@ from .adapter import (
     class_names,
     install_on_forward,
 )
+from .blocks import UNITS, BlockAdapter, at_unit, unit_of
 from .engine import Attachment, CacheHandle, attach, check_components, handle_of, model_fingerprint
 from .errors import (
     AdapterError,
@@ -28,8 +29,10 @@ from .sensitivity import probe
 from .tracker import StepTracker
 
 __all__ = [
+    "UNITS",
     "AdapterError",
     "Attachment",
+    "BlockAdapter",
     "CacheHandle",
     "CalibrationError",
     "CompiledSchedule",
@@ -50,6 +53,7 @@ __all__ = [
     "StepSource",
     "StepTracker",
     "WrapError",
+    "at_unit",
     "attach",
     "check_components",
     "class_names",
@@ -59,4 +63,5 @@ __all__ = [
     "model_fingerprint",
     "probe",
     "record",
+    "unit_of",
 ]

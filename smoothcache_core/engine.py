@@ -24,6 +24,7 @@ import torch
 from torch import nn
 
 from .adapter import Component, GateFactory, ModelAdapter, Uninstall, install_on_forward, timestep_value
+from .blocks import unit_of
 from .errors import AdapterError, GenerationError, ScheduleError, WrapError
 from .group import ModelGroup
 from .macs import MacMeter
@@ -887,6 +888,12 @@ def check_schedule_provenance(schedule: Schedule, adapter: ModelAdapter, model: 
         raise ScheduleError(
             f"the schedule was made for adapter {made_for!r} but the model is wrapped with {adapter.name!r}; "
             "calibrate this model or pass the matching adapter"
+        )
+    unit, wrapped = schedule.provenance.get("unit"), unit_of(adapter)
+    if unit is not None and unit != wrapped:
+        raise ScheduleError(
+            f"the schedule caches {unit}s (provenance unit {unit!r}) but the model is wrapped to cache {wrapped}s; "
+            f"wrap with unit={unit!r} (smoothcache.wrap takes the unit from the schedule when unit is not given)"
         )
     model_class = schedule.provenance.get("model_class")
     if model_class is not None and model_class != type(model).__name__:

@@ -74,6 +74,11 @@ class GroupAdapter:
         self.adapters = dict(adapters)
         names = sorted({adapter.name for adapter in self.adapters.values()})
         self.name = names[0] if len(names) == 1 else "+".join(names)
+        units = {str(getattr(adapter, "unit", "component")) for adapter in self.adapters.values()}
+        if len(units) > 1:
+            raise AdapterError("the denoisers of a group must cache the same unit (all components or all blocks)")
+        #: What the members cache: ``"component"`` or ``"block"`` (see :mod:`smoothcache_core.blocks`).
+        self.unit = units.pop()
 
     def _member(self, group: nn.Module, name: str) -> nn.Module:
         member = getattr(group, name, None)

@@ -326,6 +326,7 @@ def _make_schedule(
     fraction = _fraction(profile, tables, group_macs)
     provenance = {
         **{key: profile.metadata.get(key) for key in ("adapter", "model_class", "config_fingerprint", "solver")},
+        "unit": profile.unit,
         "steps": profile.steps,
         "lookahead": lookahead,
         "granularity": granularity,

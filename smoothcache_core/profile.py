@@ -159,6 +159,11 @@ class ErrorProfile:
         return step_weights(finals, counts > 0, component_errors)
 
     @property
+    def unit(self) -> str:
+        """What was measured: ``"component"`` outputs or ``"block"`` residuals (see :mod:`smoothcache_core.blocks`)."""
+        return str(self.metadata.get("unit", "component"))
+
+    @property
     def samples(self) -> int:
         """Per-sample errors measured at step 0, lag 1 (calibration samples x CFG rows, per component)."""
         return int(self.counts[:, 0, 0].max())
@@ -237,6 +242,8 @@ class ErrorProfile:
     def merge(self, other: ErrorProfile) -> ErrorProfile:
         """The profile of both calibrations together (sums, squares and counts add up)."""
         differences = [key for key in _IDENTITY if self.metadata.get(key) != other.metadata.get(key)]
+        if self.unit != other.unit:
+            differences.append(f"unit ({self.unit} vs {other.unit})")
         if self.components != other.components:
             differences.append("components")
         if (self.steps, self.lookahead) != (other.steps, other.lookahead):
@@ -480,6 +487,10 @@ def _checked_metadata(header: Mapping[str, Any]) -> dict[str, Any]:
             metadata[key] = _field(header, key, str)
     if "generations" in header:
         metadata["generations"] = _count(header, "generations")
+    if "unit" in header:
+        if header["unit"] not in ("component", "block"):
+            raise ValueError(f"field 'unit' must be 'component' or 'block', got {header['unit']!r:.40}")
+        metadata["unit"] = header["unit"]
     if "probe_fill" in header:
         if header["probe_fill"] not in FILLS:
             raise ValueError(f"field 'probe_fill' must be one of {FILLS}, got {header['probe_fill']!r:.40}")

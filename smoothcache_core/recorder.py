@@ -18,6 +18,7 @@ import torch
 from torch import nn
 
 from .adapter import Component, GateFactory, ModelAdapter
+from .blocks import unit_of
 from .engine import Attachment, check_components, first_tensor, model_fingerprint
 from .errors import CalibrationError
 from .macs import MacMeter
@@ -217,6 +218,7 @@ class Recorder(Attachment):
             evaluation_macs=self._evaluation_macs,
             metadata={
                 "adapter": self.adapter.name,
+                "unit": unit_of(self.adapter),
                 "model_class": type(self.model).__name__,
                 "config_fingerprint": model_fingerprint(self.model),
                 "solver": solver,

@@ -29,6 +29,7 @@ import torch
 from torch import nn
 
 from .adapter import ModelAdapter
+from .blocks import at_unit
 from .engine import attach, first_tensor
 from .errors import CalibrationError
 from .planning import BUDGET_TOLERANCE, _outside_the_library
@@ -126,6 +127,7 @@ def probe(
     on these probes fills the same way).
     """
     runs = probe_runs(profile.steps, probes, run_lengths)
+    adapter = at_unit(adapter, profile.unit)
     if fill not in FILLS:
         raise CalibrationError(f"fill must be one of {FILLS}, got {fill!r}")
     keys = profile.curves("type")[0]
@@ -136,7 +138,8 @@ def probe(
         for start, length in runs:
             table = [1] * profile.steps
             table[start : start + length] = [0] * length
-            output = _output_with(model, adapter, Schedule(dict.fromkeys(keys, table), {"steps": profile.steps}, fill), generate)
+            probed = Schedule(dict.fromkeys(keys, table), {"steps": profile.steps, "unit": profile.unit}, fill)
+            output = _output_with(model, adapter, probed, generate)
             sums[length - 1, start] += relative_l1(output, reference)
             counts[length - 1, start] += 1
             if on_probe is not None:
@@ -167,6 +170,7 @@ def select_schedule(
     (or than ``macs``) by over 1 % is not a candidate: it would win by computing more. The
     candidates and their measured errors are kept in the schedule's provenance (``selected_from``).
     """
+    adapter = at_unit(adapter, profile.unit)
     fill = profile.probe_fill if profile.probed else "linear"
     plans: dict[str, dict[str, Any]] = {"uniform": {"method": "uniform", "fill": fill}}
     plans.update({f"uniform, {other}": {"method": "uniform", "fill": other} for other in FILLS if other != fill})

@@ -2,8 +2,9 @@
 
 For each class (or each configuration users run): the adapter is detected; nothing skipped is
 bit-identical to the unwrapped model; a calibrated schedule reuses, skips measured MACs and gives a
-finite, changed output; unwrap restores the model exactly; and one block per family compiles with
-``fullgraph=True``. A class without a case, or a case without an adapter or a stated reason, fails.
+finite, changed output; unwrap restores the model exactly; the same with whole blocks cached
+(``unit="block"``); and one block per family compiles with ``fullgraph=True``. A class without a
+case, or a case without an adapter or a stated reason, fails.
 
 With ``SMOOTHCACHE_ZOO_RESULTS=folder`` the results are written to ``folder/models.json`` for the
 support matrix (``python scripts/support_matrix.py``).
@@ -123,6 +124,27 @@ def test_zoo_model_is_detected_exact_cached_and_restored(case):
         reused=stats["reused"],
         macs_skipped=stats["macs_skipped"],
     )
+
+
+@pytest.mark.parametrize("case", SERVED, ids=lambda case: case.name)
+def test_zoo_model_caches_whole_blocks(case):
+    """The block unit on every served class: found from the adapter's components, exact when nothing
+    is skipped, a calibrated schedule skips whole blocks with a finite, changed output."""
+    model = build(case)
+    reference = denoise(model, case, STEPS)
+    with smoothcache.wrap(model, unit="block") as handle:
+        assert _equal(denoise(model, case, STEPS), reference), "an all-compute block wrap changed the output"
+        blocks = handle.components
+    assert "block" in {component.kind for component in blocks}
+    profile = smoothcache.calibrate(model, lambda: denoise(model, case, STEPS), unit="block")
+    with smoothcache.wrap(model, schedule=profile.schedule(alpha=10.0)) as handle:
+        cached = denoise(model, case, STEPS)
+        stats = handle.stats()
+    assert stats["reused"] > 0 and stats["macs_skipped"] > 0
+    assert _finite(cached) and _changed(cached, reference)
+    assert _equal(denoise(model, case, STEPS), reference), "unwrap did not restore the model"
+    assert_pristine(model)
+    _record(case, blocks=len(blocks), block_share=profile.mac_count().cached_share)
 
 
 def _one_case_per_family() -> list[ZooCase]:
