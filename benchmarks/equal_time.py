@@ -40,8 +40,12 @@ TIME_SPEEDUPS = (1.5, 2.0, 2.5)
 GROUP = 3
 
 
-def _methods(case: frontier.Case, stored: dict[str, Any]) -> list[tuple[frontier.Method, dict[str, Any]]]:
-    """The frontier's methods at the stored points inside ``MAC_SPEEDUPS``, with those points."""
+Timed = list[tuple[frontier.Method, dict[str, Any]]]
+
+
+def _methods(case: frontier.Case, stored: dict[str, Any], families: list[str] | None = None) -> Timed:
+    """The frontier's methods at the stored points inside ``MAC_SPEEDUPS`` (of ``families``, or all),
+    with those points."""
     wanted = {
         (point["family"], point["setting"]): point
         for point in stored["points"]
@@ -49,13 +53,12 @@ def _methods(case: frontier.Case, stored: dict[str, Any]) -> list[tuple[frontier
     }
     profile, _ = frontier._profile(case)
     built = frontier._smoothcache_methods(case, profile) + frontier._peer_methods(case, profile, {})
-    chosen = [(m, wanted[(m.family, m.setting)]) for m in built if (m.family, m.setting) in wanted and m.family != frontier.SELECTED_FAMILY]
-    for (family, setting), point in wanted.items():
-        if family == frontier.SELECTED_FAMILY and "schedule" in point:
-            tables = {key: [int(flag) for flag in table] for key, table in point["schedule"]["components"].items()}
-            schedule = smoothcache.Schedule(tables, {}, point["schedule"]["fill"])
-            chosen.append((frontier.Method(family, setting, lambda s=schedule: smoothcache.wrap(case.model, schedule=s)), point))
-    return chosen
+    selected = {(family, setting): point for (family, setting), point in wanted.items() if "schedule" in point}
+    chosen = [(m, wanted[(m.family, m.setting)]) for m in built if (m.family, m.setting) in wanted.keys() - selected.keys()]
+    for (family, setting), point in selected.items():
+        schedule = frontier.stored_schedule(point)
+        chosen.append((frontier.Method(family, setting, lambda s=schedule: smoothcache.wrap(case.model, schedule=s)), point))
+    return [(method, point) for method, point in chosen if families is None or method.family in families]
 
 
 @contextlib.contextmanager
@@ -76,12 +79,15 @@ def _magcache_calibrated_once() -> Any:
         peers.MagCache.ratios = original  # type: ignore[method-assign]
 
 
-def time_case(name: str, rounds: int, stored: dict[str, Any]) -> dict[str, Any]:
-    """Time ratios of the case's points (median over ``rounds``), with the frontier's fidelity."""
+def time_case(
+    name: str, rounds: int, stored: dict[str, Any], families: list[str] | None = None, previous: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """Time ratios of the case's points (median over ``rounds``), with the frontier's fidelity; with
+    ``families``, only theirs, the other points kept from ``previous``."""
     case = frontier.CASES[name]()
     assert case.timed is not None
     sample = case.timed
-    methods = _methods(case, stored)
+    methods = _methods(case, stored, families)
     ratios: list[list[float]] = [[] for _ in methods]
     with torch.no_grad(), frontier._quiet(), _magcache_calibrated_once():
         sample()
@@ -104,7 +110,7 @@ def time_case(name: str, rounds: int, stored: dict[str, Any]) -> dict[str, Any]:
                 for index, seconds in group:
                     ratios[index].append(seconds / ((before + after) / 2))
                 before = after
-    points = []
+    points = [point for point in (previous or {}).get("points", []) if families is not None and point["family"] not in families]
     for (_method, point), measured in zip(methods, ratios, strict=True):
         kept = {key: value for key, value in point.items() if key not in ("time_ratio", "schedule")}
         points.append({**kept, "time_ratio": statistics.median(measured), "time_ratios": measured})
@@ -157,6 +163,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--cases", nargs="+", default=list(frontier.CASES), choices=list(frontier.CASES))
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--families", nargs="+", metavar="FAMILY", help="time only these families; keep the stored points of the others")
     args = parser.parse_args()
     warnings.simplefilter("ignore")
     torch.manual_seed(0)
@@ -164,7 +171,7 @@ def main() -> None:
     path = RESULTS / "equal_time.json"
     results = json.loads(path.read_text())["cases"] if path.exists() else {}
     for name in args.cases:
-        results[name] = time_case(name, args.rounds, stored[name])
+        results[name] = time_case(name, args.rounds, stored[name], args.families, results.get(name))
         write_results("equal_time", {"cases": results})
     results = {name: results[name] for name in frontier.CASES if name in results}
     (frontier.DOCS / "equal-time.md").write_text(markdown(results, "python -m benchmarks.equal_time"))

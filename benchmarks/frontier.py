@@ -194,6 +194,56 @@ FORA_INTERVALS = (2, 3, 4)
 #: calibration generation (other labels, seed 0): targets down to 3x and beyond.
 SELECTED_FAMILY = "smoothcache selected (measured)"
 SELECTED_TARGETS = (0.8, 0.65, 0.5, 0.4, 0.34, 0.3)
+#: The same selection on a profile of whole blocks (``unit="block"``), calibrated in the run on the
+#: case's calibration generations (not probed: evenly spaced and greedy plans, each with every fill).
+BLOCKS_FAMILY = "smoothcache blocks selected (measured)"
+BLOCKS_TARGETS = (0.65, 0.5, 0.4, 0.34, 0.3)
+
+
+def _selected_methods(case: Case, family: str, profile: Callable[[], smoothcache.ErrorProfile], targets: tuple[float, ...]) -> list[Method]:
+    """``select_schedule`` at each target, run when the point is measured (each selection runs
+    generations); the chosen schedule is kept with the point, so it can be timed again as it was."""
+    methods = []
+    for target in targets:
+        details: dict[str, Any] = {}
+
+        @contextlib.contextmanager
+        def selected(target: float = target, details: dict[str, Any] = details) -> Iterator[None]:
+            schedule = smoothcache.select_schedule(case.model, profile(), case.calibrate, macs=target)
+            details.update(
+                selected_plan=schedule.provenance["selected"],
+                candidates=len(schedule.provenance["selected_from"]),
+                # each table as a string of 0/1, one line in the JSON
+                schedule={
+                    "components": {key: "".join(map(str, table)) for key, table in schedule.tables.items()},
+                    "fill": schedule.fill,
+                    "unit": schedule.provenance["unit"],
+                },
+            )
+            with smoothcache.wrap(case.model, schedule=schedule):
+                yield
+
+        methods.append(Method(family, f"macs<={target}", selected, details))
+    return methods
+
+
+def stored_schedule(point: dict[str, Any]) -> smoothcache.Schedule:
+    """The schedule a selected point was measured with (see :func:`_selected_methods`)."""
+    stored = point["schedule"]
+    tables = {key: [int(flag) for flag in table] for key, table in stored["components"].items()}
+    return smoothcache.Schedule(tables, {"unit": stored.get("unit", "component")}, stored["fill"])
+
+
+def _block_profile(case: Case) -> Callable[[], smoothcache.ErrorProfile]:
+    """The case's block profile, calibrated on its calibration generations when first needed."""
+    memo: list[smoothcache.ErrorProfile] = []
+
+    def profile() -> smoothcache.ErrorProfile:
+        if not memo:
+            memo.append(smoothcache.calibrate(case.model, case.calibrate, unit="block"))
+        return memo[0]
+
+    return profile
 
 
 def _smoothcache_methods(case: Case, profile: smoothcache.ErrorProfile) -> list[Method]:
@@ -212,22 +262,8 @@ def _smoothcache_methods(case: Case, profile: smoothcache.ErrorProfile) -> list[
             alpha = schedule.provenance.get("alpha")
             setting = f"macs<={target}" + (f" (alpha {alpha:.3g})" if alpha is not None and kwargs.get("method") != "optimal" else "")
             methods.append(Method(family, setting, lambda s=schedule: smoothcache.wrap(case.model, schedule=s)))
-    for target in SELECTED_TARGETS:  # selected when the point is measured: each selection runs generations
-        details: dict[str, Any] = {}
-
-        @contextlib.contextmanager
-        def selected(target: float = target, details: dict[str, Any] = details) -> Iterator[None]:
-            schedule = smoothcache.select_schedule(case.model, profile, case.calibrate, macs=target)
-            details.update(
-                selected_plan=schedule.provenance["selected"],
-                candidates=len(schedule.provenance["selected_from"]),
-                # to time it again without re-selecting; each table as a string of 0/1, one line in the JSON
-                schedule={"components": {key: "".join(map(str, table)) for key, table in schedule.tables.items()}, "fill": schedule.fill},
-            )
-            with smoothcache.wrap(case.model, schedule=schedule):
-                yield
-
-        methods.append(Method(SELECTED_FAMILY, f"macs<={target}", selected, details))
+    methods += _selected_methods(case, SELECTED_FAMILY, lambda: profile, SELECTED_TARGETS)
+    methods += _selected_methods(case, BLOCKS_FAMILY, _block_profile(case), BLOCKS_TARGETS)
     keys = set(profile.schedule(alpha=0.0).tables)
     for family, fill in FORA_FAMILIES.items():
         for interval in FORA_INTERVALS:
@@ -403,7 +439,8 @@ def _family_rank(family: str) -> int:
     """Where a family comes in tables and legends: uncached, smoothcache's, FORA, then the peers."""
     from benchmarks.peers import PEERS
 
-    order = ["uncached", SELECTED_FAMILY, *(name for name, _, _ in SMOOTHCACHE_FAMILIES), *FORA_FAMILIES, *(peer.name for peer in PEERS)]
+    ours = [BLOCKS_FAMILY, SELECTED_FAMILY, *(name for name, _, _ in SMOOTHCACHE_FAMILIES)]
+    order = ["uncached", *ours, *FORA_FAMILIES, *(peer.name for peer in PEERS)]
     return order.index(family) if family in order else len(order)
 
 

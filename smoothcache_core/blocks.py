@@ -23,7 +23,7 @@ import torch
 from torch import nn
 
 from .adapter import Component, GateFactory, Installer, ModelAdapter, StepSource, Uninstall, install_on_forward
-from .errors import AdapterError, GenerationError, ScheduleError
+from .errors import AdapterError, GenerationError, WrapError
 from .group import GroupAdapter
 
 #: What is cached: attention/feed-forward outputs (the paper's method) or whole blocks' residuals.
@@ -251,7 +251,7 @@ class BlockAdapter:
 def at_unit(adapter: ModelAdapter, unit: str) -> ModelAdapter:
     """``adapter`` caching ``unit`` (``"component"`` or ``"block"``)."""
     if unit not in UNITS:
-        raise ScheduleError(f"unit must be one of {UNITS}, got {unit!r:.40}")
+        raise WrapError(f"unit must be one of {UNITS} (what is cached), got {unit!r:.40}")
     if unit_of(adapter) == unit:
         return adapter
     if isinstance(adapter, GroupAdapter):

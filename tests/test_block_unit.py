@@ -207,3 +207,37 @@ def test_cli_calibrates_whole_blocks_and_generates_with_them(dit_pipeline_dir, t
     assert main(["generate", model, "--schedule", str(schedule), "--samples", "1", "-o", str(tmp_path / "out")]) == 0
     stats = json.loads((tmp_path / "out" / "stats.json").read_text())
     assert stats["reused"] > 0 and stats["computed"] + stats["reused"] == 2 * 6
+
+
+class _InPlace(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.ff = nn.Linear(8, 8)
+
+    def forward(self, hidden_states: torch.Tensor, encoder_hidden_states: torch.Tensor, t: torch.Tensor) -> tuple:
+        hidden_states += self.ff(hidden_states)
+        return encoder_hidden_states, hidden_states
+
+
+def test_bad_units_and_models_without_block_residuals_are_refused_clearly():
+    model = _TwoStreamModel().eval()
+    with pytest.raises(smoothcache.WrapError, match="unit must be one of"):
+        smoothcache.wrap(model, adapter=_StreamsAdapter(), unit="blocks")
+    assert_pristine(model)
+
+    from smoothcache.reference.pipelines import mmdit
+
+    processors = mmdit("tiny")  # Open-Sora 2.0: its attention is gated through the block's processor
+    with pytest.raises(smoothcache.AdapterError, match="unit='component'"):
+        smoothcache.wrap(processors, unit="block")
+    assert_pristine(processors)
+
+    model.blocks[0] = _InPlace()
+    inputs = (torch.randn(1, 4, 8), torch.tensor(1.0), torch.randn(1, 4, 8))
+    with (
+        smoothcache.wrap(model, adapter=_StreamsAdapter(), unit="block"),
+        torch.no_grad(),
+        pytest.raises(smoothcache.AdapterError, match="in place"),
+    ):
+        model(*inputs)
+    assert_pristine(model)
