@@ -1,12 +1,13 @@
 """Caching whole blocks (their residual) against caching attention and feed-forward, at equal steps.
 
-A measurement for the next planner, not a feature yet: a minimal hand-written cache keeps each
-block's residual (output minus input) on FORA's compute steps and, on the others, adds the last
-residual (or the line through the last two) to the block's new input, skipping the whole block
-(norms, modulation, residual adds) where smoothcache's components skip attention and feed-forward
-only. On the trained digits DiT with DDIM 50: fidelity on the frontier's evaluation set (PSNR to
-uncached, seeds 1000..) and wall-time speedup on its timed subset (each variant against an
-uncached run just before it, 3 rounds, medians).
+A minimal hand-written cache keeps each block's residual (output minus input) on FORA's compute
+steps and, on the others, adds the last residual (or the line through the last two) to the block's
+new input, skipping the whole block (norms, modulation, residual adds) where smoothcache's
+components skip attention and feed-forward only. smoothcache's block unit (``unit="block"``) runs
+the same schedules: it should match the hand-written cache's fidelity and time. On the trained
+digits DiT with DDIM 50: fidelity on the frontier's evaluation set (PSNR to uncached, seeds 1000..)
+and wall-time speedup on its timed subset (each variant against an uncached run just before it,
+3 rounds, medians).
 
 Run: ``python -m benchmarks.block_level``. Writes benchmarks/results/block_level.json.
 """
@@ -78,6 +79,9 @@ def main() -> None:
     variants: dict[str, Callable[[], AbstractContextManager]] = {}
     for interval in INTERVALS:
         variants[f"blocks n={interval} linear"] = lambda n=interval: BlockResidualCache(model, blocks, steps, n, "linear")
+        variants[f"smoothcache blocks n={interval} linear"] = lambda n=interval: smoothcache.wrap(
+            model, schedule=smoothcache.Schedule(smoothcache.Schedule.fora(steps, n, ["block"]).tables, {"unit": "block"}, "linear")
+        )
         variants[f"components n={interval} linear"] = lambda n=interval: smoothcache.wrap(
             model, schedule=smoothcache.Schedule.fora(steps, n, keys, "linear")
         )

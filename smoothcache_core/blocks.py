@@ -69,7 +69,12 @@ def _find_pairing(block_name: str, output: Any, args: tuple, kwargs: dict, versi
     """Pair every floating-point output with the input tensor it adds to: the one of the same shape,
     or, where several have it (a two-stream block whose streams have one length), the closest one
     (a block adds a small residual to its own stream): one host read, once per input layout.
-    ``versions``: the arguments' in-place modification counters before the call."""
+    ``versions``: the arguments' in-place modification counters before the call.
+
+    Traced by ``torch.compile`` (no host reads, no version counters there), several inputs of one
+    shape pair in argument order and in-place edits go unnoticed: the usual first generation runs
+    eagerly (calibration, or a first call before compiling) and is checked."""
+    compiling = torch.compiler.is_compiling()
     single = isinstance(output, torch.Tensor)
     outputs = [output] if single else list(output) if isinstance(output, (tuple, list)) else None
     if outputs is None:
@@ -87,7 +92,7 @@ def _find_pairing(block_name: str, output: Any, args: tuple, kwargs: dict, versi
         candidates = [(key, tensor) for key, tensor in inputs if key not in taken and tensor.shape == value.shape]
         same = [key for key, tensor in candidates if tensor is value]
         if same:
-            if not value.is_inference() and value._version != versions.get(same[0]):
+            if not compiling and not value.is_inference() and value._version != versions.get(same[0]):
                 raise AdapterError(
                     f"block {block_name!r} returns its input modified in place, so its residual cannot be kept; "
                     "cache this model's components instead (unit='component')"
@@ -96,7 +101,7 @@ def _find_pairing(block_name: str, output: Any, args: tuple, kwargs: dict, versi
             taken.add(same[0])
             bases.append(same[0])
             continue
-        if len(candidates) > 1:
+        if len(candidates) > 1 and not compiling:
             distances = torch.stack([(value.detach() - tensor.detach()).abs().float().mean() for _, tensor in candidates])
             candidates = [candidates[int(distances.argmin().item())]]
         key = candidates[0][0] if candidates else None
@@ -148,7 +153,7 @@ def residual_installer(block: nn.Module, key: str) -> Installer:
             def residual(*args: Any, **kwargs: Any) -> Any:
                 layout = _layout(args, kwargs)
                 pairing = pairings.get(layout)
-                tensors = _tensor_arguments(args, kwargs) if pairing is None else []
+                tensors = _tensor_arguments(args, kwargs) if pairing is None and not torch.compiler.is_compiling() else []
                 versions = {name: tensor._version for name, tensor in tensors if not tensor.is_inference()}
                 output = original(*args, **kwargs)
                 if pairing is None:
