@@ -195,7 +195,8 @@ FORA_INTERVALS = (2, 3, 4)
 SELECTED_FAMILY = "smoothcache selected (measured)"
 SELECTED_TARGETS = (0.8, 0.65, 0.5, 0.4, 0.34, 0.3)
 #: The same selection on a profile of whole blocks (``unit="block"``), calibrated in the run on the
-#: case's calibration generations (not probed: evenly spaced and greedy plans, each with every fill).
+#: case's calibration generations and probed there as the shipped profiles are (every other step,
+#: runs of 1 and 2 steps, linear fill).
 BLOCKS_FAMILY = "smoothcache blocks selected (measured)"
 BLOCKS_TARGETS = (0.65, 0.5, 0.4, 0.34, 0.3)
 
@@ -240,7 +241,9 @@ def _block_profile(case: Case) -> Callable[[], smoothcache.ErrorProfile]:
 
     def profile() -> smoothcache.ErrorProfile:
         if not memo:
-            memo.append(smoothcache.calibrate(case.model, case.calibrate, unit="block"))
+            calibrated = smoothcache.calibrate(case.model, case.calibrate, unit="block")
+            probes = (case.steps - 2) // 2
+            memo.append(smoothcache.probe(case.model, calibrated, case.calibrate, probes=probes, run_lengths=2, fill="linear"))
         return memo[0]
 
     return profile

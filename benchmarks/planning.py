@@ -12,8 +12,9 @@ MACs. Probing is run three ways, from the same calibration:
 - ``cheap``: 6 probed steps, runs of 1..3, the rest interpolated.
 
 and ``selected``: :func:`smoothcache.select_schedule` on the full profile, which measures each
-plan it allows (runs with every lookahead, greedy, evenly spaced) once on calibration seed 0 and
-keeps the one whose output moved least.
+plan it allows (runs with every lookahead, greedy, evenly spaced) once on calibration seed 0 (ten
+samples) and keeps the one whose output moved least if it beat the evenly spaced plan beyond noise
+(two standard errors of the per-sample difference), else the evenly spaced plan.
 
 Each plan's cost is reported in generations and as wall time relative to one uncached generation.
 
@@ -122,6 +123,7 @@ def measure(setting: Setting, model: torch.nn.Module, stored: dict[str, Any] | N
         selected = smoothcache.select_schedule(model, full, lambda: generate(0), macs=fraction)
         point["selected"] = fidelity(selected)
         point["selected plan"] = selected.provenance["selected"]
+        point["least measured"] = selected.provenance["least_measured"]
         point["selected from"] = {name: dict(entry) for name, entry in selected.provenance["selected_from"].items()}
         points.append(point)
     return {

@@ -77,6 +77,27 @@ def relative_l1(output: torch.Tensor, reference: torch.Tensor) -> float:
     return float((output - reference).abs().sum() / reference.abs().sum().clamp_min(1e-12))
 
 
+def per_sample_l1(output: torch.Tensor, reference: torch.Tensor) -> np.ndarray:
+    """:func:`relative_l1` of every sample (the leading dimension) on its own."""
+    rows = reference.shape[0] if reference.dim() > 1 else 1
+    differences = (output - reference).abs().reshape(rows, -1).sum(dim=1)
+    return (differences / reference.abs().reshape(rows, -1).sum(dim=1).clamp_min(1e-12)).numpy()
+
+
+#: How many standard errors a measured candidate must beat the evenly spaced plan by, per sample.
+SIGNIFICANCE = 2.0
+
+
+def significantly_better(errors: np.ndarray, baseline: np.ndarray) -> bool:
+    """Whether per-sample ``errors`` are below ``baseline``'s by more than :data:`SIGNIFICANCE`
+    standard errors of their paired difference (with one sample there is no spread: plainly below)."""
+    difference = errors - baseline
+    if len(difference) < 2:
+        return bool(difference.mean() < 0)
+    spread = float(difference.std(ddof=1)) / np.sqrt(len(difference))
+    return bool(difference.mean() < -SIGNIFICANCE * spread)
+
+
 def _reference_output(model: nn.Module, adapter: ModelAdapter, generate: Callable[[], Any], steps: int) -> torch.Tensor:
     """The uncached output of ``generate()``, checked to be deterministic and to run ``steps`` steps."""
     reference = _output_tensor(generate())
@@ -166,7 +187,11 @@ def select_schedule(
     A plan rests on estimates: component errors, or probed runs measured one at a time, whose costs
     do not simply add up once several runs share a generation. Measuring each candidate once costs
     one generation per candidate and makes sure the schedule returned is not worse than the plain
-    evenly spaced one on this generation. A plan that keeps more MACs than the evenly spaced one
+    evenly spaced one on this generation. The candidate that moved least replaces the evenly spaced
+    plan only if it moved less on the generation's samples by more than noise (its per-sample
+    errors below the evenly spaced plan's by :data:`SIGNIFICANCE` standard errors of the paired
+    difference): a win on one generation by chance would not hold on others, so generate several
+    samples (a batch of prompts or labels). A plan that keeps more MACs than the evenly spaced one
     (or than ``macs``) by over 1 % is not a candidate: it would win by computing more. The
     candidates and their measured errors are kept in the schedule's provenance (``selected_from``).
     """
@@ -193,9 +218,14 @@ def select_schedule(
     candidates = {name: schedule for name, schedule in candidates.items() if schedule.provenance["mac_fraction"] <= allowed}
     with torch.no_grad():
         reference = _reference_output(model, adapter, generate, profile.steps)
-        errors = {name: relative_l1(_output_with(model, adapter, schedule, generate), reference) for name, schedule in candidates.items()}
+        outputs = {name: _output_with(model, adapter, schedule, generate) for name, schedule in candidates.items()}
+    errors = {name: relative_l1(output, reference) for name, output in outputs.items()}
+    samples = {name: per_sample_l1(output, reference) for name, output in outputs.items()}
     best = min(errors, key=lambda name: errors[name])
+    significant = best == "uniform" or significantly_better(samples[best], samples["uniform"])
+    chosen_name = best if significant else "uniform"
     measured = {name: {"error": errors[name], "mac_fraction": candidates[name].provenance["mac_fraction"]} for name in candidates}
-    chosen = candidates[best]
-    logger.debug("selected %s among %s", best, measured)
-    return Schedule(chosen.tables, {**chosen.provenance, "selected": best, "selected_from": measured}, chosen.fill)
+    chosen = candidates[chosen_name]
+    logger.debug("selected %s among %s (least measured: %s)", chosen_name, measured, best)
+    provenance = {**chosen.provenance, "selected": chosen_name, "least_measured": best, "selected_from": measured}
+    return Schedule(chosen.tables, provenance, chosen.fill)

@@ -16,7 +16,7 @@ import smoothcache
 from helpers import assert_pristine
 from smoothcache import CalibrationError, ErrorProfile, ScheduleError
 from smoothcache_core.planning import interpolated_run_costs, plan_runs, step_weights, weighted_rows
-from smoothcache_core.sensitivity import probe_positions
+from smoothcache_core.sensitivity import per_sample_l1, probe_positions, significantly_better
 
 STEPS = 8
 
@@ -231,6 +231,16 @@ def test_unprobed_starts_are_interpolated_and_runs_end_before_the_last_step():
     assert np.isinf(run_cost[3]).all()  # never probed: forbidden
 
 
+def test_a_candidate_must_beat_the_evenly_spaced_plan_beyond_noise():
+    baseline = np.array([0.10, 0.20, 0.30, 0.40])
+    assert significantly_better(baseline - 0.05, baseline)  # lower on every sample by the same amount
+    assert not significantly_better(baseline + [-0.2, 0.15, -0.1, 0.14], baseline)  # lower on average, by chance
+    assert not significantly_better(baseline, baseline)
+    assert significantly_better(np.array([0.1]), np.array([0.2])) and not significantly_better(np.array([0.3]), np.array([0.2]))
+    output, reference = torch.tensor([[1.0, 1.0], [2.0, 2.0]]), torch.tensor([[1.0, 2.0], [2.0, 2.0]])
+    assert per_sample_l1(output, reference).tolist() == pytest.approx([1 / 3, 0.0])
+
+
 def test_select_schedule_measures_every_plan_and_keeps_the_closest_output(dit_pipe, run_probed):
     _, probed = run_probed
     with pytest.warns(UserWarning, match="closest evenly spaced schedule keeps 0.568"):  # 8 steps: one step ~ 0.12
@@ -252,7 +262,9 @@ def test_select_schedule_measures_every_plan_and_keeps_the_closest_output(dit_pi
         output = generate(dit_pipe, seed=3)()
     error = float((output.double() - reference.double()).abs().sum() / reference.double().abs().sum())
     assert error == pytest.approx(measured[selected.provenance["selected"]]["error"], rel=1e-9)
-    assert measured[selected.provenance["selected"]]["error"] == min(entry["error"] for entry in measured.values())
+    least = selected.provenance["least_measured"]
+    assert measured[least]["error"] == min(entry["error"] for entry in measured.values())
+    assert selected.provenance["selected"] in (least, "uniform")  # the evenly spaced plan unless beaten beyond noise
     assert selected.fill == "reuse"  # the probed fill
     with pytest.raises(ScheduleError, match="exactly one of macs= or speedup="):
         smoothcache.select_schedule(dit_pipe, probed, generate(dit_pipe), macs=0.5, speedup=2.0)
