@@ -104,19 +104,11 @@ def test_zoo_model_is_detected_exact_cached_and_restored(case):
     assert _equal(all_compute, reference), "an all-compute wrap changed the output"
     assert_pristine(model)
 
-    profile = smoothcache.calibrate(model, lambda: denoise(model, case, STEPS))
-    schedule = profile.schedule(alpha=10.0)  # reuse wherever the lookahead allows
-    with smoothcache.wrap(model, schedule=schedule) as handle:
-        cached = denoise(model, case, STEPS)
-        stats = handle.stats()
-    assert stats["reused"] > 0 and stats["macs_skipped"] > 0
-    assert _finite(cached) and _changed(cached, reference)
-    assert _equal(denoise(model, case, STEPS), reference), "unwrap did not restore the model"
-    assert_pristine(model)
+    profile, stats = _calibrated_reuse_is_finite_changed_and_restored(model, case, reference, "component")
     kinds = sorted({component.kind for component in components})
     _record(
         case,
-        adapter=handle.adapter.name,
+        adapter=EXPECTED[case.cls],
         components=len(components),
         kinds=kinds,
         stacks=sorted({component.block_kind for component in components}),
@@ -136,7 +128,14 @@ def test_zoo_model_caches_whole_blocks(case):
         assert _equal(denoise(model, case, STEPS), reference), "an all-compute block wrap changed the output"
         blocks = handle.components
     assert "block" in {component.kind for component in blocks}
-    profile = smoothcache.calibrate(model, lambda: denoise(model, case, STEPS), unit="block")
+    profile, _ = _calibrated_reuse_is_finite_changed_and_restored(model, case, reference, "block")
+    _record(case, blocks=len(blocks), block_share=profile.mac_count().cached_share)
+
+
+def _calibrated_reuse_is_finite_changed_and_restored(model, case: ZooCase, reference, unit: str):
+    """Calibrate at ``unit``, reuse wherever the lookahead allows: reused calls skip MACs, the output
+    is finite and changed, and unwrap restores the model; returns the profile and the counts."""
+    profile = smoothcache.calibrate(model, lambda: denoise(model, case, STEPS), unit=unit)
     with smoothcache.wrap(model, schedule=profile.schedule(alpha=10.0)) as handle:
         cached = denoise(model, case, STEPS)
         stats = handle.stats()
@@ -144,7 +143,7 @@ def test_zoo_model_caches_whole_blocks(case):
     assert _finite(cached) and _changed(cached, reference)
     assert _equal(denoise(model, case, STEPS), reference), "unwrap did not restore the model"
     assert_pristine(model)
-    _record(case, blocks=len(blocks), block_share=profile.mac_count().cached_share)
+    return profile, stats
 
 
 def _one_case_per_family() -> list[ZooCase]:
