@@ -3,7 +3,9 @@
 For each model: calibrate on two generations, derive ``profile.schedule(macs=0.6)`` (the paper's
 greedy scan at the α that meets the target), then time plain and cached generations interleaved in
 one process; the speedup is the median of per-round ratios, the MAC-ideal comes from the profile's
-flop counts. Random weights: this measures speed, not quality (see benchmarks/frontier.py).
+flop counts. The same with whole blocks cached (``unit="block"``, its own calibration and schedule)
+where the model has blocks to cache. Random weights: this measures speed, not quality (see
+benchmarks/frontier.py).
 
 Run: ``python -m benchmarks.speedup [--models flux wan] [--rounds 10]``.
 Writes benchmarks/results/speedup.json.
@@ -170,14 +172,26 @@ def measure(name: str, rounds: int) -> dict[str, Any]:
     profile = smoothcache.calibrate(model, lambda: [generate(seed) for seed in (100, 101)])
     schedule = profile.schedule(macs=0.6)
 
-    def cached() -> None:
-        with smoothcache.wrap(model, schedule=schedule):
-            generate(0)
+    def cached(chosen: smoothcache.Schedule) -> Callable[[], None]:
+        def run() -> None:
+            with smoothcache.wrap(model, schedule=chosen):
+                generate(0)
 
-    times = interleaved_times({"plain": lambda: generate(0), "cached": cached}, rounds=rounds)
+        return run
+
+    variants = {"plain": lambda: generate(0), "cached": cached(schedule)}
+    block_schedule: smoothcache.Schedule | None = None
+    try:
+        block_profile = smoothcache.calibrate(model, lambda: [generate(seed) for seed in (100, 101)], unit="block")
+    except smoothcache.AdapterError as error:  # no block unit for this model: say why
+        no_blocks = str(error)
+    else:
+        block_schedule = block_profile.schedule(macs=0.6)
+        variants["blocks"] = cached(block_schedule)
+    times = interleaved_times(variants, rounds=rounds)
     speedup = 1 / paired_ratio(times, "cached", "plain")
     ideal = schedule.provenance["ideal_speedup"]
-    return {
+    result = {
         "model": description,
         "schedule_alpha": schedule.provenance["alpha"],
         "mac_fraction": schedule.provenance["mac_fraction"],
@@ -186,6 +200,11 @@ def measure(name: str, rounds: int) -> dict[str, Any]:
         "share_of_ideal": speedup / ideal,
         "median_seconds": {key: median(values) for key, values in times.items()},
     }
+    if block_schedule is None:
+        return {**result, "blocks": {"unsupported": no_blocks}}
+    block_speedup, block_ideal = 1 / paired_ratio(times, "blocks", "plain"), block_schedule.provenance["ideal_speedup"]
+    blocks = {"mac_fraction": block_schedule.provenance["mac_fraction"], "ideal_speedup": block_ideal, "speedup": block_speedup}
+    return {**result, "blocks": {**blocks, "share_of_ideal": block_speedup / block_ideal}}
 
 
 def main() -> None:
@@ -198,8 +217,13 @@ def main() -> None:
     today = machine()["date"]
     results = {name: {**measure(name, args.rounds), "rounds": args.rounds, "date": today} for name in args.models}
     print_table(
-        ["model", "MAC fraction", "ideal speedup", "measured speedup", "share of ideal"],
-        [[name, r["mac_fraction"], r["ideal_speedup"], r["speedup"], r["share_of_ideal"]] for name, r in results.items()],
+        ["model", "unit", "MAC fraction", "ideal speedup", "measured speedup", "share of ideal"],
+        [
+            [name, unit, r["mac_fraction"], r["ideal_speedup"], r["speedup"], r["share_of_ideal"]]
+            for name, result in results.items()
+            for unit, r in (("component", result), ("block", result["blocks"]))
+            if "speedup" in r
+        ],
     )
     stored = json.loads(STORED.read_text())["models"] if STORED.exists() else {}
     models = {name: results.get(name, stored.get(name)) for name in CASES if name in results or name in stored}
