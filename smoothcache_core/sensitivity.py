@@ -90,8 +90,9 @@ SIGNIFICANCE = 2.0
 
 def significantly_better(errors: np.ndarray, baseline: np.ndarray) -> bool:
     """Whether per-sample ``errors`` are below ``baseline``'s by more than :data:`SIGNIFICANCE`
-    standard errors of their paired difference (with one sample there is no spread: plainly below)."""
-    difference = errors - baseline
+    standard errors of their paired difference in log (the ratio per sample: samples whose errors
+    differ tenfold weigh alike, as they do in dB); with one sample there is no spread: plainly below."""
+    difference = np.log(np.maximum(errors, 1e-12)) - np.log(np.maximum(baseline, 1e-12))
     if len(difference) < 2:
         return bool(difference.mean() < 0)
     spread = float(difference.std(ddof=1)) / np.sqrt(len(difference))
@@ -190,7 +191,7 @@ def select_schedule(
     evenly spaced one on this generation. The candidate that moved least replaces the evenly spaced
     plan only if it moved less on the generation's samples by more than noise (its per-sample
     errors below the evenly spaced plan's by :data:`SIGNIFICANCE` standard errors of the paired
-    difference): a win on one generation by chance would not hold on others, so generate several
+    log ratio): a win on one generation by chance would not hold on others, so generate several
     samples (a batch of prompts or labels). A plan that keeps more MACs than the evenly spaced one
     (or than ``macs``) by over 1 % is not a candidate: it would win by computing more. The
     candidates and their measured errors are kept in the schedule's provenance (``selected_from``).

@@ -233,9 +233,11 @@ def test_unprobed_starts_are_interpolated_and_runs_end_before_the_last_step():
 
 def test_a_candidate_must_beat_the_evenly_spaced_plan_beyond_noise():
     baseline = np.array([0.10, 0.20, 0.30, 0.40])
-    assert significantly_better(baseline - 0.05, baseline)  # lower on every sample by the same amount
-    assert not significantly_better(baseline + [-0.2, 0.15, -0.1, 0.14], baseline)  # lower on average, by chance
+    assert significantly_better(baseline * 0.8, baseline)  # lower on every sample by the same share
+    assert not significantly_better(baseline * [0.5, 1.6, 0.6, 1.5], baseline)  # lower on average, by chance
     assert not significantly_better(baseline, baseline)
+    # a tenfold smaller error on the sample with the largest one does not outweigh the others
+    assert not significantly_better(baseline * [1.1, 1.1, 1.1, 0.1], baseline)
     assert significantly_better(np.array([0.1]), np.array([0.2])) and not significantly_better(np.array([0.3]), np.array([0.2]))
     output, reference = torch.tensor([[1.0, 1.0], [2.0, 2.0]]), torch.tensor([[1.0, 2.0], [2.0, 2.0]])
     assert per_sample_l1(output, reference).tolist() == pytest.approx([1 / 3, 0.0])
