@@ -142,7 +142,9 @@ def _output(residual: Any, args: tuple, kwargs: dict, pairing: _Pairing) -> Any:
 def residual_installer(block: nn.Module, key: str) -> Installer:
     """Install a gate on ``block`` whose value is the block's residual: the gate sees a callable that
     runs the block and returns ``output − input`` per stream; where the gate computed, the block's own
-    output is returned (bit-identical), where it reused, the new input plus the residual it returned."""
+    output is returned (bit-identical), where it reused, the new input plus the residual it returned.
+    A gate that never keeps a value (``keeps_values = False``: the schedule computes this block at
+    every step) gets the output itself, so an all-compute block costs no subtraction."""
     install_forward = install_on_forward(block)
 
     def install(make_gate: GateFactory) -> Uninstall:
@@ -151,6 +153,10 @@ def residual_installer(block: nn.Module, key: str) -> Installer:
             pairings: dict[tuple, _Pairing] = {}
 
             def residual(*args: Any, **kwargs: Any) -> Any:
+                if not keeps_values:
+                    output = original(*args, **kwargs)
+                    computed.append(output)
+                    return output
                 layout = _layout(args, kwargs)
                 pairing = pairings.get(layout)
                 tensors = _tensor_arguments(args, kwargs) if pairing is None and not torch.compiler.is_compiling() else []
@@ -162,6 +168,7 @@ def residual_installer(block: nn.Module, key: str) -> Installer:
                 return _residual(output, args, kwargs, pairing)
 
             gated = make_gate(residual)
+            keeps_values = getattr(gated, "keeps_values", True)
 
             def forward(*args: Any, **kwargs: Any) -> Any:
                 computed.clear()

@@ -694,6 +694,7 @@ class CacheHandle(Attachment):
                         running[0] -= 1
                     return output
 
+                always_compute.keeps_values = False  # type: ignore[attr-defined]  # read by residual installers
                 return always_compute
 
             def gate(*args: Any, **kwargs: Any) -> Any:

@@ -234,8 +234,9 @@ def test_bad_units_and_models_without_block_residuals_are_refused_clearly():
 
     model.blocks[0] = _InPlace()
     inputs = (torch.randn(1, 4, 8), torch.tensor(1.0), torch.randn(1, 4, 8))
+    keeping = Schedule({"block": [1, 0]}, {"unit": "block"})  # the first step keeps its residual
     with (
-        smoothcache.wrap(model, adapter=_StreamsAdapter(), unit="block"),
+        smoothcache.wrap(model, adapter=_StreamsAdapter(), schedule=keeping),
         torch.no_grad(),
         pytest.raises(smoothcache.AdapterError, match="in place"),
     ):

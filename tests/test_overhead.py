@@ -8,6 +8,7 @@ from collections import Counter
 import torch
 
 import smoothcache
+from benchmarks.block_level import BlockResidualCache
 from benchmarks.overhead import HandWrittenFora, extra_operators, operator_counts
 from smoothcache.reference.pipelines import dit_transformer, sample_dit
 
@@ -44,5 +45,33 @@ def test_a_reused_step_costs_the_engine_no_tensor_work_beyond_reading_the_timest
         # All that remains is reading the timestep once per evaluation: a few scalar operators.
         scalar_work = extra_operators(engine(min_elements=0), operator_counts(hand_written))
         assert 0 < sum(scalar_work.values()) <= 40 * STEPS, scalar_work
+    finally:
+        torch.set_grad_enabled(True)
+
+
+def test_whole_blocks_do_what_a_hand_written_block_cache_does():
+    """The block unit on activations: an all-compute wrap runs exactly the model's operators; FORA-2
+    runs exactly the hand-written residual cache's (a subtraction per block at computed steps, an
+    addition at reused ones)."""
+    torch.set_grad_enabled(False)
+    try:
+        transformer = dit_transformer("tiny", seed=0)
+        blocks = list(transformer.transformer_blocks)
+
+        def wrapped(table: list[int]):
+            def run():
+                with smoothcache.wrap(transformer, schedule=smoothcache.Schedule({"block": table}, {"unit": "block"})):
+                    return sample_dit(transformer, STEPS)
+
+            run()  # the first run measures each block's MACs once
+            return operator_counts(run, ACTIVATION)
+
+        def hand_written():
+            with BlockResidualCache(transformer, blocks, STEPS, 2, "reuse"):
+                return sample_dit(transformer, STEPS)
+
+        assert extra_operators(wrapped([1] * STEPS), operator_counts(lambda: sample_dit(transformer, STEPS), ACTIVATION)) == {}
+        fora = [1, 0, 1, 0, 1, 0, 1, 1]  # what the hand-written cache does with interval 2
+        assert extra_operators(wrapped(fora), operator_counts(hand_written, ACTIVATION)) == {}
     finally:
         torch.set_grad_enabled(True)
