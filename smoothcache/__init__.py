@@ -181,7 +181,7 @@ def wrap(
 def _at_unit(adapter: ModelAdapter, unit: str | None, schedule: Schedule | None) -> ModelAdapter:
     """``adapter`` caching ``unit``, or the unit ``schedule`` was made for when ``unit`` is None."""
     if unit is None:
-        unit = str(schedule.provenance.get("unit", "component")) if schedule is not None else "component"
+        unit = schedule.unit if schedule is not None else "component"
     return at_unit(adapter, unit)
 
 

@@ -473,7 +473,7 @@ def cmd_compare(args: argparse.Namespace) -> None:
     _check_outputs(args)
     schedule, steps = _steps_for(Schedule.load(args.schedule), args)  # a bad schedule file fails before the model loads
     workload = _workload(args)
-    profile = _measure_profile(workload, args.adapter, str(schedule.provenance.get("unit", "component")))
+    profile = _measure_profile(workload, args.adapter, schedule.unit)
     report = profile.mac_count().for_schedule(schedule.compile(profile.components), profile.components)
     seeds = list(range(args.seed, args.seed + args.samples))
     handle = smoothcache.wrap(workload.target, adapter=args.adapter, schedule=schedule)

@@ -1,6 +1,7 @@
 """smoothcache_core: the modality-agnostic engine (imports torch, safetensors and einops only)."""
 
 from .adapter import (
+    UNITS,
     Component,
     ComponentSpec,
     ForwardArgument,
@@ -8,8 +9,9 @@ from .adapter import (
     StepSource,
     class_names,
     install_on_forward,
+    unit_of,
 )
-from .blocks import UNITS, BlockAdapter, at_unit, unit_of
+from .blocks import BlockAdapter, at_unit
 from .engine import Attachment, CacheHandle, attach, check_components, handle_of, model_fingerprint
 from .errors import (
     AdapterError,

@@ -16,6 +16,10 @@ from torch import nn
 
 from .errors import AdapterError
 
+#: What is cached: attention/feed-forward outputs (the paper's method) or whole blocks' residuals
+#: (see :mod:`smoothcache_core.blocks`).
+UNITS = ("component", "block")
+
 #: A gate factory: takes the original callable and returns the callable that replaces it.
 GateFactory = Callable[[Callable[..., Any]], Callable[..., Any]]
 #: Undoes an installation exactly.
@@ -239,6 +243,11 @@ class ModelAdapter(Protocol):
     def step_source(self, model: nn.Module) -> StepSource:
         """Where the timestep of every model evaluation can be read."""
         ...
+
+
+def unit_of(adapter: ModelAdapter) -> str:
+    """The unit an adapter caches (``"component"`` unless it says otherwise with a ``unit`` attribute)."""
+    return str(getattr(adapter, "unit", "component"))
 
 
 def class_names(model: object) -> set[str]:

@@ -22,20 +22,12 @@ from typing import Any
 import torch
 from torch import nn
 
-from .adapter import Component, GateFactory, Installer, ModelAdapter, StepSource, Uninstall, install_on_forward
+from .adapter import UNITS, Component, GateFactory, Installer, ModelAdapter, StepSource, Uninstall, install_on_forward, unit_of
 from .errors import AdapterError, GenerationError, WrapError
 from .group import GroupAdapter
 
-#: What is cached: attention/feed-forward outputs (the paper's method) or whole blocks' residuals.
-UNITS = ("component", "block")
-
 #: A call argument by position or keyword.
 _ArgumentKey = int | str
-
-
-def unit_of(adapter: ModelAdapter) -> str:
-    """The unit an adapter caches (``"component"`` unless it says otherwise)."""
-    return str(getattr(adapter, "unit", "component"))
 
 
 def _tensor_arguments(args: tuple, kwargs: dict) -> list[tuple[_ArgumentKey, torch.Tensor]]:

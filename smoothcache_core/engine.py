@@ -23,8 +23,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from .adapter import Component, GateFactory, ModelAdapter, Uninstall, install_on_forward, timestep_value
-from .blocks import unit_of
+from .adapter import Component, GateFactory, ModelAdapter, Uninstall, install_on_forward, timestep_value, unit_of
 from .errors import AdapterError, GenerationError, ScheduleError, WrapError
 from .group import ModelGroup
 from .macs import MacMeter

@@ -17,7 +17,7 @@ from typing import Any
 
 from torch import nn
 
-from .adapter import Component, GateFactory, ModelAdapter, Observer, StepSource, Uninstall
+from .adapter import Component, GateFactory, ModelAdapter, Observer, StepSource, Uninstall, unit_of
 from .errors import AdapterError
 
 
@@ -74,7 +74,7 @@ class GroupAdapter:
         self.adapters = dict(adapters)
         names = sorted({adapter.name for adapter in self.adapters.values()})
         self.name = names[0] if len(names) == 1 else "+".join(names)
-        units = {str(getattr(adapter, "unit", "component")) for adapter in self.adapters.values()}
+        units = {unit_of(adapter) for adapter in self.adapters.values()}
         if len(units) > 1:
             raise AdapterError("the denoisers of a group must cache the same unit (all components or all blocks)")
         #: What the members cache: ``"component"`` or ``"block"`` (see :mod:`smoothcache_core.blocks`).

@@ -21,7 +21,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load as load_safetensors
 from safetensors.torch import save as save_safetensors
 
-from .adapter import ComponentSpec
+from .adapter import UNITS, ComponentSpec
 from .errors import ProfileError, ScheduleError
 from .files import library_version, read_limited, write_atomic
 from .macs import MacCount, MacReport
@@ -488,8 +488,8 @@ def _checked_metadata(header: Mapping[str, Any]) -> dict[str, Any]:
     if "generations" in header:
         metadata["generations"] = _count(header, "generations")
     if "unit" in header:
-        if header["unit"] not in ("component", "block"):
-            raise ValueError(f"field 'unit' must be 'component' or 'block', got {header['unit']!r:.40}")
+        if header["unit"] not in UNITS:
+            raise ValueError(f"field 'unit' must be one of {UNITS}, got {header['unit']!r:.40}")
         metadata["unit"] = header["unit"]
     if "probe_fill" in header:
         if header["probe_fill"] not in FILLS:

@@ -17,8 +17,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from .adapter import Component, GateFactory, ModelAdapter
-from .blocks import unit_of
+from .adapter import Component, GateFactory, ModelAdapter, unit_of
 from .engine import Attachment, check_components, first_tensor, model_fingerprint
 from .errors import CalibrationError
 from .macs import MacMeter

@@ -298,6 +298,12 @@ class Schedule:
         provenance = {**self.provenance, "steps": num_steps, "resampled_from": old}
         return Schedule(tables, provenance, self.fill)
 
+    @property
+    def unit(self) -> str:
+        """What the schedule caches: ``"component"`` outputs or ``"block"`` residuals (its provenance;
+        schedules without one were made for components)."""
+        return str(self.provenance.get("unit", "component"))
+
     def compile(self, components: Sequence[ComponentSpec]) -> CompiledSchedule:
         """Resolve tables against ``components``; unknown keys are an error listing what exists."""
         candidates = lookup_keys(components)
