@@ -121,6 +121,16 @@ def _measure(result: dict[str, Any]) -> str:
     return "snr_db" if result["modality"] == "audio" else "psnr_db"
 
 
+def equal_time_cell(points: list[dict[str, Any]], speedup: float, key: str) -> str:
+    """A family's ``key`` at ``speedup`` in wall time, interpolated between its timed points; '< Nx'
+    when its fastest point is slower, 'not timed' when its slowest is already faster."""
+    value = frontier.at_speedup(points, speedup, key, cost="time_ratio")
+    if value is not None:
+        return f"{value:.1f}"
+    fastest = max(1 / point["time_ratio"] for point in points)
+    return f"< {speedup:g}x" if fastest < speedup else "not timed"
+
+
 def markdown(results: dict[str, Any], command: str) -> str:
     """docs/equal-time.md: per case, every family at equal wall time, then every timed point."""
     lines = [
@@ -142,11 +152,7 @@ def markdown(results: dict[str, Any], command: str) -> str:
         lines.append("| method | " + " | ".join(f"{speedup:g}x" for speedup in TIME_SPEEDUPS) + " |")
         lines.append("|" + "---|" * (len(TIME_SPEEDUPS) + 1))
         for family, points in families.items():
-            cells = []
-            fastest = max(1 / point["time_ratio"] for point in points)
-            for speedup in TIME_SPEEDUPS:
-                value = frontier.at_speedup(points, speedup, measure, cost="time_ratio")
-                cells.append(f"{value:.1f}" if value is not None else f"< {speedup:g}x" if fastest < speedup else "not timed")
+            cells = [equal_time_cell(points, speedup, measure) for speedup in TIME_SPEEDUPS]
             lines.append(f"| {family} | " + " | ".join(cells) + " |")
         lines += ["", "Every timed point:", "", f"| method | setting | MAC speedup | time speedup | {measure} |", "|---|---|---|---|---|"]
         for family, points in families.items():

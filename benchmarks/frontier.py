@@ -196,9 +196,11 @@ SELECTED_FAMILY = "smoothcache selected (measured)"
 SELECTED_TARGETS = (0.8, 0.65, 0.5, 0.4, 0.34, 0.3)
 #: The same selection on a profile of whole blocks (``unit="block"``), calibrated in the run on the
 #: case's calibration generations and probed there as the shipped profiles are (every other step,
-#: runs of 1 and 2 steps, linear fill).
+#: linear fill), with runs of 1 to 3 steps: the targets go down to 0.3 of the MACs, where the
+#: evenly spaced plan skips runs of 3.
 BLOCKS_FAMILY = "smoothcache blocks selected (measured)"
 BLOCKS_TARGETS = (0.65, 0.5, 0.4, 0.34, 0.3)
+BLOCKS_RUN_LENGTHS = 3
 
 
 def _selected_methods(case: Case, family: str, profile: Callable[[], smoothcache.ErrorProfile], targets: tuple[float, ...]) -> list[Method]:
@@ -243,7 +245,9 @@ def _block_profile(case: Case) -> Callable[[], smoothcache.ErrorProfile]:
         if not memo:
             calibrated = smoothcache.calibrate(case.model, case.calibrate, unit="block")
             probes = (case.steps - 2) // 2
-            memo.append(smoothcache.probe(case.model, calibrated, case.calibrate, probes=probes, run_lengths=2, fill="linear"))
+            memo.append(
+                smoothcache.probe(case.model, calibrated, case.calibrate, probes=probes, run_lengths=BLOCKS_RUN_LENGTHS, fill="linear")
+            )
         return memo[0]
 
     return profile

@@ -14,9 +14,14 @@ MACs. Probing is run three ways, from the same calibration:
 and ``selected``: :func:`smoothcache.select_schedule` on the full profile, which measures each
 plan it allows (runs with every lookahead, greedy, evenly spaced) once on calibration seed 0 (ten
 samples) and keeps the one whose output moved least if it beat the evenly spaced plan beyond noise
-(two standard errors of the per-sample difference), else the evenly spaced plan.
+(two standard errors of the per-sample difference), else the evenly spaced plan. ``selected
+(blocks)`` is the same journey with whole blocks cached (``unit="block"``: its own calibration and
+full probing).
 
 Each plan's cost is reported in generations and as wall time relative to one uncached generation.
+FORA + linear fill and both selections are also timed (one evaluation seed, variants interleaved,
+the median over rounds of each one's ratio to the uncached generation of the same round), so each
+setting is compared at equal wall time too.
 
 Run: ``python -m benchmarks.planning [--settings ddim-50 ...]``. Writes benchmarks/results/planning.json.
 """
@@ -33,7 +38,8 @@ from typing import Any
 import torch
 
 import smoothcache
-from benchmarks.common import RESULTS, machine, print_table, timed, write_results
+from benchmarks.common import RESULTS, interleaved_times, machine, paired_ratio, print_table, timed, write_results
+from benchmarks.equal_time import equal_time_cell
 from smoothcache.reference import digits
 from smoothcache_core.metrics import psnr
 from smoothcache_core.sensitivity import probe_runs
@@ -43,6 +49,11 @@ EVALUATION_SEEDS = (1000, 1001, 1002)
 FORA_INTERVALS = (2, 3, 4)
 RUN_LENGTHS = 3
 CHEAP_PROBES = 6
+#: Rounds of the interleaved timing, and the wall-time speedups the families are compared at.
+TIME_ROUNDS = 5
+TIME_SPEEDUPS = (2.0, 2.5)
+#: The families timed, by their column in a point.
+TIMED_FAMILIES = ("FORA + linear fill", "selected", "selected (blocks)")
 
 
 @dataclass(frozen=True)
@@ -87,6 +98,10 @@ def measure(setting: Setting, model: torch.nn.Module, stored: dict[str, Any] | N
         )
 
     full, full_s = probed(calibrated, every_other, 0)
+    blocks_calibrated, blocks_calibration_s = timed(
+        lambda: smoothcache.calibrate(model, lambda: [generate(seed) for seed in CALIBRATION_SEEDS], solver=setting.scheduler, unit="block")
+    )
+    blocks, blocks_probe_s = probed(blocks_calibrated, every_other, 0)
     profiles = {"full": (full, full_s)}
     if stored is None:
         two_seeds, second_s = probed(full, every_other, 1)
@@ -107,6 +122,7 @@ def measure(setting: Setting, model: torch.nn.Module, stored: dict[str, Any] | N
 
     keys = full.curves("type")[0]
     points = []
+    schedules: dict[str, smoothcache.Schedule] = {}
     for index, interval in enumerate(FORA_INTERVALS):
         fora = smoothcache.Schedule.fora(setting.steps, interval, keys, fill="linear")
         fraction = full.mac_report(fora).fraction
@@ -125,7 +141,23 @@ def measure(setting: Setting, model: torch.nn.Module, stored: dict[str, Any] | N
         point["selected plan"] = selected.provenance["selected"]
         point["least measured"] = selected.provenance["least_measured"]
         point["selected from"] = {name: dict(entry) for name, entry in selected.provenance["selected_from"].items()}
+        blocks_selected = smoothcache.select_schedule(model, blocks, lambda: generate(0), macs=fraction)
+        point["selected (blocks)"] = fidelity(blocks_selected)
+        point["selected (blocks) plan"] = blocks_selected.provenance["selected"]
+        point["selected (blocks) mac_fraction"] = blocks.mac_report(blocks_selected).fraction
+        for family, schedule in zip(TIMED_FAMILIES, (fora, selected, blocks_selected), strict=True):
+            schedules[f"{family} {interval}"] = schedule
         points.append(point)
+
+    def run(schedule: smoothcache.Schedule) -> None:
+        with smoothcache.wrap(model, schedule=schedule):
+            generate(EVALUATION_SEEDS[0])
+
+    variants = {"uncached": lambda: generate(EVALUATION_SEEDS[0])} | {name: lambda s=s: run(s) for name, s in schedules.items()}
+    times = interleaved_times(variants, TIME_ROUNDS)
+    for point in points:
+        for family in TIMED_FAMILIES:
+            point[f"{family} time_ratio"] = paired_ratio(times, f"{family} {point['fora_interval']}", "uncached")
     return {
         "setting": setting.__dict__,
         "generation_seconds": generation_s,
@@ -145,8 +177,30 @@ def measure(setting: Setting, model: torch.nn.Module, stored: dict[str, Any] | N
                 for name, (profile, seconds) in profiles.items()
             },
         },
+        "blocks": {
+            "calibration_seconds": blocks_calibration_s,
+            "probe_seconds": blocks_probe_s,
+            "plan_cost_in_generations": (blocks_calibration_s + blocks_probe_s) / generation_s,
+        },
+        "time_rounds": TIME_ROUNDS,
         "points": points,
     }
+
+
+def equal_time_rows(results: dict[str, Any]) -> list[list[str]]:
+    """Per timed setting, each timed family's PSNR at each wall-time speedup of :data:`TIME_SPEEDUPS`
+    (interpolated between its three timed points, as the frontier's equal-time tables)."""
+    rows = []
+    for name, result in results.items():
+        if "time_rounds" not in result:
+            continue
+        row = [name + (" (held out)" if result["setting"]["held_out"] else "")]
+        for speedup in TIME_SPEEDUPS:
+            for family in TIMED_FAMILIES:
+                points = [{"time_ratio": p[f"{family} time_ratio"], "psnr": p[family]} for p in result["points"]]
+                row.append(equal_time_cell(points, speedup, "psnr"))
+        rows.append(row)
+    return rows
 
 
 def main() -> None:
@@ -182,15 +236,24 @@ def main() -> None:
                     point["runs (cheap)"],
                     point["selected"],
                     point["selected plan"],
+                    point.get("selected (blocks)", "not run"),
+                    point.get("selected (blocks) plan", ""),
                 ]
             )
-    print_table(["setting", "MACs", "FORA + linear", "runs (full)", "runs (two seeds)", "runs (cheap)", "selected", "selected plan"], rows)
+    print_table(
+        ["setting", "MACs", "FORA + linear", "runs (full)", "runs (two seeds)", "runs (cheap)"]
+        + ["selected", "selected plan", "selected (blocks)", "blocks plan"],
+        rows,
+    )
+    time_headers = [f"{family} at {speedup:g}x time" for speedup in TIME_SPEEDUPS for family in TIMED_FAMILIES]
+    print_table(["setting", *time_headers], equal_time_rows(results))
     cost_rows = [
         [name, f"{r['generation_seconds']:.2f}"]
         + [f"{r['probing'][k]['plan_cost_in_generations']:.1f}" for k in ("full", "two seeds", "cheap")]
+        + [f"{r['blocks']['plan_cost_in_generations']:.1f}" if "blocks" in r else "not run"]
         for name, r in results.items()
     ]
-    print_table(["setting", "one generation (s)", "plan cost, full (generations)", "two seeds", "cheap"], cost_rows)
+    print_table(["setting", "one generation (s)", "plan cost, full (generations)", "two seeds", "cheap", "blocks, full"], cost_rows)
     path = write_results("planning", {"machine": machine(), "settings": results})
     print(f"wrote {path}")
 

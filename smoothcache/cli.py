@@ -174,10 +174,12 @@ def _parser() -> argparse.ArgumentParser:
     schedule.add_argument("--granularity", choices=("type", "block"), default="type")
     schedule.add_argument(
         "--method",
-        choices=("greedy", "optimal", "runs"),
+        choices=("greedy", "optimal", "runs", "spaced-runs", "uniform"),
         default="greedy",
         help="greedy: the paper's scan; optimal: least component error under the MAC budget; runs: least probed "
-        "final-output error of runs of reuse (needs calibrate --probes N --run-lengths 2)",
+        "final-output error of runs of reuse (needs calibrate --probes N --run-lengths 2); spaced-runs: the evenly "
+        "spaced plan's run lengths, the longer runs where probed cheapest (needs runs probed as long as the interval); "
+        "uniform: evenly spaced computes (FORA's interval at any budget)",
     )
     schedule.add_argument("--lookahead", type=_positive_integer, help="use lags (runs: run lengths) up to this (default: the profile's)")
     schedule.add_argument(

@@ -27,7 +27,7 @@ if TYPE_CHECKING:
     from .profile import ErrorProfile
 
 #: The planners of :func:`plan`.
-METHODS = ("greedy", "optimal", "runs", "uniform")
+METHODS = ("greedy", "optimal", "runs", "spaced-runs", "uniform")
 #: How schedules weigh a step's error: all alike (the paper), or by the probed sensitivity of the final sample.
 WEIGHTINGS = ("uniform", "sensitivity")
 #: How far (in MAC fraction) a ``macs=`` request may land from its target without a warning. At 50
@@ -272,8 +272,8 @@ def plan(
         raise ScheduleError(f"macs is the fraction of MACs to keep, in (0, 1]; got {macs}")
     if weighting not in WEIGHTINGS:
         raise ScheduleError(f"weighting must be one of {WEIGHTINGS}, got {weighting!r}")
-    if method == "runs":
-        return _runs_schedule(profile, alpha, macs, granularity, lookahead, weighting, fill)
+    if method in ("runs", "spaced-runs"):
+        return _runs_schedule(profile, alpha, macs, granularity, lookahead, weighting, fill, spaced=method == "spaced-runs")
     fill = fill or "reuse"
     if fill not in FILLS:
         raise ScheduleError(f"fill must be one of {FILLS}, got {fill!r}")
@@ -352,12 +352,17 @@ def _runs_schedule(
     lookahead: int | None,
     weighting: str,
     fill: str | None,
+    spaced: bool = False,
 ) -> Schedule:
-    """``method="runs"``: one reuse plan for every component from the probed runs (see :meth:`schedule`)."""
+    """``method="runs"`` (or ``"spaced-runs"``): one reuse plan for every component from the probed
+    runs (see :meth:`ErrorProfile.schedule`)."""
+    method = "spaced-runs" if spaced else "runs"
     if macs is None:
-        raise ScheduleError("method='runs' spends a MAC budget: give macs= or speedup=, not alpha")
+        raise ScheduleError(f"method={method!r} spends a MAC budget: give macs= or speedup=, not alpha")
     if weighting != "uniform":
-        raise ScheduleError("method='runs' plans on probed final-output errors already; leave weighting at its default")
+        raise ScheduleError(f"method={method!r} plans on probed final-output errors already; leave weighting at its default")
+    if spaced and lookahead is not None:
+        raise ScheduleError("method='spaced-runs' takes its run lengths from the budget; leave lookahead unset")
     probed = profile.probed_run_length
     if probed == 0:
         raise ScheduleError(
@@ -376,14 +381,41 @@ def _runs_schedule(
         )
     probe_sums, probe_counts = profile._probe_tensors()
     run_cost = interpolated_run_costs(probe_sums[:length].numpy(), probe_counts[:length].numpy())
-    plan = plan_runs(run_cost)
     keys, _, members = profile.curves(granularity)
     group_macs = _group_macs(profile, members)
-    table = _optimal(profile, [plan], [sum(group_macs)], [1], macs, f"runs of at most {length} steps", "probe longer runs")[0]
-    error = float(plan.error[sum(table)])
+    if spaced:
+        table, error = _spaced_runs_table(profile, run_cost, group_macs, macs)
+    else:
+        plan = plan_runs(run_cost)
+        table = _optimal(profile, [plan], [sum(group_macs)], [1], macs, f"runs of at most {length} steps", "probe longer runs")[0]
+        error = float(plan.error[sum(table)])
     return _make_schedule(
-        profile, keys, [table] * len(keys), group_macs, length, granularity, "runs", None, None, macs, error, profile.probe_fill
+        profile, keys, [table] * len(keys), group_macs, length, granularity, method, None, None, macs, error, profile.probe_fill
     )
+
+
+def _spaced_runs_table(profile: ErrorProfile, run_cost: np.ndarray, group_macs: list[int], macs: float) -> tuple[list[int], float]:
+    """The evenly spaced plan's computes and run lengths (the two around the interval the budget
+    allows), with the longer runs placed where the probes measured them cheapest.
+
+    Probed costs of runs do not simply add up: a plan free to mix runs of every length trades a
+    cluster of computes at the steps where one run costs most for long runs elsewhere, and the
+    errors of those long runs compound. Keeping every run at the interval FORA would use leaves
+    the probes only the choice they measure well: where a run one step longer hurts least.
+    """
+    computes = sum(_uniform_for_target(profile, group_macs, macs))
+    skipped, runs = profile.steps - computes, max(computes - 1, 1)
+    short, long = skipped // runs, -(-skipped // runs)
+    probed = run_cost.shape[0] - 1
+    if long > probed:
+        raise ScheduleError(
+            f"at macs={macs:g} the evenly spaced plan skips runs of {long} steps but the profile probed runs of at most "
+            f"{probed}; probe with run_lengths={long} (`smoothcache calibrate --run-lengths {long}`)"
+        )
+    allowed = np.full_like(run_cost, np.inf)
+    allowed[[short, long]] = run_cost[[short, long]]
+    plan = plan_runs(allowed)
+    return plan.table(computes), float(plan.error[computes])
 
 
 def _group_macs(profile: ErrorProfile, members: list[list[int]]) -> list[int]:

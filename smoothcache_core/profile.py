@@ -394,6 +394,12 @@ class ErrorProfile:
         the runs under the MAC budget. A component's error says nothing of how the errors of a run of
         reuse compound in the sample; the probes measure exactly that. ``lookahead`` caps the run length.
 
+        ``method="spaced-runs"`` keeps the evenly spaced plan's computes and run lengths (the two
+        around the interval the budget allows) and places the longer runs where the probes measured
+        them cheapest: probed costs of runs do not simply add up, and a plan free to mix lengths
+        trades clusters of computes for long runs whose errors compound. It needs runs probed as
+        long as the budget's interval (``run_lengths=3`` below about 0.36 of the MACs at 50 steps).
+
         ``method="uniform"`` computes every list on the same evenly spaced steps, as many as the
         budget allows (FORA's fixed interval at any MAC fraction); it ignores the errors, and is the
         baseline :func:`smoothcache.select_schedule` measures the planned schedules against.

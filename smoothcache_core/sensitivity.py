@@ -31,7 +31,7 @@ from torch import nn
 from .adapter import ModelAdapter
 from .blocks import at_unit
 from .engine import attach, first_tensor
-from .errors import CalibrationError
+from .errors import CalibrationError, ScheduleError
 from .planning import BUDGET_TOLERANCE, _outside_the_library
 from .profile import ErrorProfile
 from .schedule import FILLS, Schedule
@@ -77,11 +77,18 @@ def relative_l1(output: torch.Tensor, reference: torch.Tensor) -> float:
     return float((output - reference).abs().sum() / reference.abs().sum().clamp_min(1e-12))
 
 
-def per_sample_l1(output: torch.Tensor, reference: torch.Tensor) -> np.ndarray:
-    """:func:`relative_l1` of every sample (the leading dimension) on its own."""
+def per_sample_l2(output: torch.Tensor, reference: torch.Tensor) -> np.ndarray:
+    """``‖output − reference‖₂ / ‖reference‖₂`` of every sample (the leading dimension) on its own
+    (``-20·log10`` of it is the sample's SNR)."""
     rows = reference.shape[0] if reference.dim() > 1 else 1
-    differences = (output - reference).abs().reshape(rows, -1).sum(dim=1)
-    return (differences / reference.abs().reshape(rows, -1).sum(dim=1).clamp_min(1e-12)).numpy()
+    differences = torch.linalg.vector_norm((output - reference).reshape(rows, -1), dim=1)
+    return (differences / torch.linalg.vector_norm(reference.reshape(rows, -1), dim=1).clamp_min(1e-12)).numpy()
+
+
+def typical_error(errors: np.ndarray) -> float:
+    """The geometric mean of per-sample errors: ranks plans as the mean of per-sample PSNR or SNR
+    in dB does (the measures the frontier and most papers report)."""
+    return float(np.exp(np.log(np.maximum(errors, 1e-12)).mean()))
 
 
 #: How many standard errors a measured candidate must beat the evenly spaced plan by, per sample.
@@ -178,8 +185,9 @@ def select_schedule(
     macs: float,
 ) -> Schedule:
     """The schedule at ``macs`` whose final output moves least on ``generate()``, among the plans
-    the profile allows: ``method="runs"`` with every run length up to the probed one (if probed),
-    the paper's greedy scan, and evenly spaced computes (``"uniform"``, FORA at any budget), with
+    the profile allows: ``method="runs"`` with every run length up to the probed one and
+    ``"spaced-runs"`` (if probed: the latter where runs as long as the budget's interval were), the
+    paper's greedy scan, and evenly spaced computes (``"uniform"``, FORA at any budget), with
     the probed fill (linear if not probed); the evenly spaced and the run plans with the other
     fills too. Which fill is best depends on the model, sampler and budget: on the reference tones
     model at 3x plain reuse beats the line, on the video model the parabola beats the line, on the
@@ -188,7 +196,9 @@ def select_schedule(
     A plan rests on estimates: component errors, or probed runs measured one at a time, whose costs
     do not simply add up once several runs share a generation. Measuring each candidate once costs
     one generation per candidate and makes sure the schedule returned is not worse than the plain
-    evenly spaced one on this generation. The candidate that moved least replaces the evenly spaced
+    evenly spaced one on this generation. How far a sample moved is its relative L2 distance to the
+    uncached sample, and a plan's error is the geometric mean over samples, so plans rank as the
+    mean per-sample PSNR or SNR ranks them. The candidate that moved least replaces the evenly spaced
     plan only if it moved less on the generation's samples by more than noise (its per-sample
     errors below the evenly spaced plan's by :data:`SIGNIFICANCE` standard errors of the paired
     log ratio): a win on one generation by chance would not hold on others, so generate several
@@ -203,14 +213,21 @@ def select_schedule(
     plans["greedy"] = {"method": "greedy", "fill": fill}
     for length in range(1, profile.probed_run_length + 1):
         plans[f"runs, lookahead {length}"] = {"method": "runs", "lookahead": length}
+    if profile.probed_run_length:
+        plans["spaced runs"] = {"method": "spaced-runs"}
     candidates: dict[str, Schedule] = {}
     for name, arguments in plans.items():
         with warnings.catch_warnings(record=True) as missed:
             warnings.simplefilter("always")
-            candidates[name] = profile.schedule(macs=macs, **arguments)
+            try:
+                candidates[name] = profile.schedule(macs=macs, **arguments)
+            except ScheduleError:
+                if name != "spaced runs":  # runs longer than probed: not a candidate at this budget
+                    raise
+                continue
         if name == "uniform" and missed:  # the baseline's miss is the user's to know; the others are filtered below
             warnings.warn(missed[0].message, stacklevel=_outside_the_library())
-    for name in [name for name in candidates if name.startswith("runs")]:  # the same runs, filled otherwise
+    for name in [name for name in candidates if "runs" in name]:  # the same runs, filled otherwise
         runs = candidates[name]
         for other in FILLS:
             if other not in ("reuse", runs.fill):
@@ -220,8 +237,8 @@ def select_schedule(
     with torch.no_grad():
         reference = _reference_output(model, adapter, generate, profile.steps)
         outputs = {name: _output_with(model, adapter, schedule, generate) for name, schedule in candidates.items()}
-    errors = {name: relative_l1(output, reference) for name, output in outputs.items()}
-    samples = {name: per_sample_l1(output, reference) for name, output in outputs.items()}
+    samples = {name: per_sample_l2(output, reference) for name, output in outputs.items()}
+    errors = {name: typical_error(values) for name, values in samples.items()}
     best = min(errors, key=lambda name: errors[name])
     significant = best == "uniform" or significantly_better(samples[best], samples["uniform"])
     chosen_name = best if significant else "uniform"
