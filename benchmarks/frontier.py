@@ -124,7 +124,7 @@ def _tones_case(steps: int) -> Case:
         generate=lambda seed=EVALUATION_SEED: tones.sample_tones(model, labels, steps, seed=seed),
         calibrate=lambda: tones.sample_tones(model, calibration_labels, steps, seed=0),
         profile=f"tones-dit-cosine-dpm-{steps}",
-        timed=lambda: tones.sample_tones(model, labels[::10], steps, seed=EVALUATION_SEED),
+        timed=lambda: tones.sample_tones(model, labels[::4], steps, seed=EVALUATION_SEED),
     )
 
 
