@@ -201,6 +201,8 @@ SELECTED_TARGETS = (0.8, 0.65, 0.5, 0.4, 0.34, 0.3)
 BLOCKS_FAMILY = "smoothcache blocks selected (measured)"
 BLOCKS_TARGETS = (0.65, 0.5, 0.4, 0.34, 0.3)
 BLOCKS_RUN_LENGTHS = 3
+#: The block profile's ``method="spaced-runs"`` plan alone (one of the selection's candidates).
+BLOCKS_SPACED_FAMILY = "smoothcache blocks spaced runs (probed)"
 
 
 def _selected_methods(case: Case, family: str, profile: Callable[[], smoothcache.ErrorProfile], targets: tuple[float, ...]) -> list[Method]:
@@ -228,6 +230,17 @@ def _selected_methods(case: Case, family: str, profile: Callable[[], smoothcache
 
         methods.append(Method(family, f"macs<={target}", selected, details))
     return methods
+
+
+@contextlib.contextmanager
+def _planned(case: Case, profile: Callable[[], smoothcache.ErrorProfile], target: float, method: str) -> Iterator[None]:
+    """``profile().schedule(macs=target, method=method)`` wrapped around the case's model (planned
+    when the point is measured: the profile may be calibrated in the run)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # a missed budget shows in the point's measured MAC fraction
+        schedule = profile().schedule(macs=target, method=method)
+    with smoothcache.wrap(case.model, schedule=schedule):
+        yield
 
 
 def stored_schedule(point: dict[str, Any]) -> smoothcache.Schedule:
@@ -270,7 +283,10 @@ def _smoothcache_methods(case: Case, profile: smoothcache.ErrorProfile) -> list[
             setting = f"macs<={target}" + (f" (alpha {alpha:.3g})" if alpha is not None and kwargs.get("method") != "optimal" else "")
             methods.append(Method(family, setting, lambda s=schedule: smoothcache.wrap(case.model, schedule=s)))
     methods += _selected_methods(case, SELECTED_FAMILY, lambda: profile, SELECTED_TARGETS)
-    methods += _selected_methods(case, BLOCKS_FAMILY, _block_profile(case), BLOCKS_TARGETS)
+    blocks = _block_profile(case)
+    methods += _selected_methods(case, BLOCKS_FAMILY, blocks, BLOCKS_TARGETS)
+    for target in BLOCKS_TARGETS:  # the spaced-runs plan alone, to see what the selection chose from
+        methods.append(Method(BLOCKS_SPACED_FAMILY, f"macs<={target}", lambda t=target: _planned(case, blocks, t, "spaced-runs")))
     keys = set(profile.schedule(alpha=0.0).tables)
     for family, fill in FORA_FAMILIES.items():
         for interval in FORA_INTERVALS:
@@ -446,7 +462,7 @@ def _family_rank(family: str) -> int:
     """Where a family comes in tables and legends: uncached, smoothcache's, FORA, then the peers."""
     from benchmarks.peers import PEERS
 
-    ours = [BLOCKS_FAMILY, SELECTED_FAMILY, *(name for name, _, _ in SMOOTHCACHE_FAMILIES)]
+    ours = [BLOCKS_FAMILY, BLOCKS_SPACED_FAMILY, SELECTED_FAMILY, *(name for name, _, _ in SMOOTHCACHE_FAMILIES)]
     order = ["uncached", *ours, *FORA_FAMILIES, *(peer.name for peer in PEERS)]
     return order.index(family) if family in order else len(order)
 

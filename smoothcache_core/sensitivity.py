@@ -77,18 +77,11 @@ def relative_l1(output: torch.Tensor, reference: torch.Tensor) -> float:
     return float((output - reference).abs().sum() / reference.abs().sum().clamp_min(1e-12))
 
 
-def per_sample_l2(output: torch.Tensor, reference: torch.Tensor) -> np.ndarray:
-    """``‖output − reference‖₂ / ‖reference‖₂`` of every sample (the leading dimension) on its own
-    (``-20·log10`` of it is the sample's SNR)."""
+def per_sample_l1(output: torch.Tensor, reference: torch.Tensor) -> np.ndarray:
+    """:func:`relative_l1` of every sample (the leading dimension) on its own."""
     rows = reference.shape[0] if reference.dim() > 1 else 1
-    differences = torch.linalg.vector_norm((output - reference).reshape(rows, -1), dim=1)
-    return (differences / torch.linalg.vector_norm(reference.reshape(rows, -1), dim=1).clamp_min(1e-12)).numpy()
-
-
-def typical_error(errors: np.ndarray) -> float:
-    """The geometric mean of per-sample errors: ranks plans as the mean of per-sample PSNR or SNR
-    in dB does (the measures the frontier and most papers report)."""
-    return float(np.exp(np.log(np.maximum(errors, 1e-12)).mean()))
+    differences = (output - reference).abs().reshape(rows, -1).sum(dim=1)
+    return (differences / reference.abs().reshape(rows, -1).sum(dim=1).clamp_min(1e-12)).numpy()
 
 
 #: How many standard errors a measured candidate must beat the evenly spaced plan by, per sample.
@@ -196,9 +189,7 @@ def select_schedule(
     A plan rests on estimates: component errors, or probed runs measured one at a time, whose costs
     do not simply add up once several runs share a generation. Measuring each candidate once costs
     one generation per candidate and makes sure the schedule returned is not worse than the plain
-    evenly spaced one on this generation. How far a sample moved is its relative L2 distance to the
-    uncached sample, and a plan's error is the geometric mean over samples, so plans rank as the
-    mean per-sample PSNR or SNR ranks them. The candidate that moved least replaces the evenly spaced
+    evenly spaced one on this generation. The candidate that moved least replaces the evenly spaced
     plan only if it moved less on the generation's samples by more than noise (its per-sample
     errors below the evenly spaced plan's by :data:`SIGNIFICANCE` standard errors of the paired
     log ratio): a win on one generation by chance would not hold on others, so generate several
@@ -237,8 +228,8 @@ def select_schedule(
     with torch.no_grad():
         reference = _reference_output(model, adapter, generate, profile.steps)
         outputs = {name: _output_with(model, adapter, schedule, generate) for name, schedule in candidates.items()}
-    samples = {name: per_sample_l2(output, reference) for name, output in outputs.items()}
-    errors = {name: typical_error(values) for name, values in samples.items()}
+    errors = {name: relative_l1(output, reference) for name, output in outputs.items()}
+    samples = {name: per_sample_l1(output, reference) for name, output in outputs.items()}
     best = min(errors, key=lambda name: errors[name])
     significant = best == "uniform" or significantly_better(samples[best], samples["uniform"])
     chosen_name = best if significant else "uniform"
