@@ -271,6 +271,10 @@ def test_select_schedule_measures_every_plan_and_keeps_the_closest_output(dit_pi
     assert selected.fill == "reuse"  # the probed fill
     with pytest.raises(ScheduleError, match="exactly one of macs= or speedup="):
         smoothcache.select_schedule(dit_pipe, probed, generate(dit_pipe), macs=0.5, speedup=2.0)
+    # at 0.3 of the MACs the evenly spaced plan skips runs longer than the 2 probed: no spaced runs candidate
+    with pytest.warns(UserWarning, match="closest evenly spaced schedule"):
+        low = smoothcache.select_schedule(dit_pipe, probed, generate(dit_pipe, seed=3), macs=0.3)
+    assert "spaced runs" not in low.provenance["selected_from"] and "uniform" in low.provenance["selected_from"]
 
 
 def _runs_of(table: list[int]) -> list[tuple[int, int]]:
