@@ -404,7 +404,7 @@ def _spaced_runs_table(profile: ErrorProfile, run_cost: np.ndarray, group_macs: 
     the probes only the choice they measure well: where a run one step longer hurts least.
     """
     computes = sum(_uniform_for_target(profile, group_macs, macs))
-    skipped, runs = profile.steps - computes, max(computes - 1, 1)
+    skipped, runs = profile.steps - computes, computes - 1  # the evenly spaced plan computes at least 2 steps
     short, long = skipped // runs, -(-skipped // runs)
     probed = run_cost.shape[0] - 1
     if long > probed:

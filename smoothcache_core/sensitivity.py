@@ -213,9 +213,8 @@ def select_schedule(
             try:
                 candidates[name] = profile.schedule(macs=macs, **arguments)
             except ScheduleError:
-                if name != "spaced runs":  # runs longer than probed: not a candidate at this budget
+                if name != "spaced runs":  # the budget's interval needs runs longer than probed: no candidate
                     raise
-                continue
         if name == "uniform" and missed:  # the baseline's miss is the user's to know; the others are filtered below
             warnings.warn(missed[0].message, stacklevel=_outside_the_library())
     for name in [name for name in candidates if "runs" in name]:  # the same runs, filled otherwise
