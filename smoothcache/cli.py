@@ -128,6 +128,13 @@ def _parser() -> argparse.ArgumentParser:
     command("adapters", "List registered adapters and where each comes from.")
     inspect = command("inspect", "Show the detected adapter, the cacheable components and their MACs.")
     model_arguments(inspect)
+    inspect.add_argument(
+        "--unit",
+        choices=UNITS,
+        default="component",
+        help="what a schedule would cache: attention and feed-forward outputs (default) or whole blocks' residuals "
+        "(block: the blocks found and the share of an evaluation they hold, norms and modulation included)",
+    )
 
     calibrate = command("calibrate", "Measure per-step output changes of every component; write an error profile.")
     model_arguments(calibrate)
@@ -316,12 +323,12 @@ def cmd_adapters(args: argparse.Namespace) -> None:
 def cmd_inspect(args: argparse.Namespace) -> None:
     target = _loaded(args)
     model = _model_of(target)
-    adapter = smoothcache.resolve_adapter(model, args.adapter)
+    adapter = smoothcache.at_unit(smoothcache.resolve_adapter(model, args.adapter), args.unit)
     components = smoothcache.check_components(model, adapter)
-    print(f"model: {type(model).__name__}   adapter: {adapter.name}   components: {len(components)}")
+    print(f"model: {type(model).__name__}   adapter: {adapter.name}   unit: {args.unit}   components: {len(components)}")
     macs = None
     if isinstance(target, Workload):
-        profile = _measure_profile(target, args.adapter)
+        profile = _measure_profile(target, args.adapter, args.unit)
         macs = dict(zip((c.key for c in profile.components), profile.macs, strict=False))
         print(f"MACs of one model evaluation: {profile.evaluation_macs:,} (measured on a 2-step generation)")
     single = has_single_stack(components)

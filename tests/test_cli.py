@@ -127,6 +127,10 @@ def test_inspect_a_workload_factory_and_audio_compare(tmp_path, audio_pipeline_d
     inspected = run("inspect", "smoothcache.reference.workloads:stdit3_tiny")
     assert inspected.returncode == 0, inspected.stderr
     assert "spatial.attn" in inspected.stdout and "temporal.mlp" in inspected.stdout
+    blocks = run("inspect", "smoothcache.reference.workloads:stdit3_tiny", "--unit", "block")
+    assert blocks.returncode == 0, blocks.stderr
+    assert "unit: block   components: 4" in blocks.stdout  # two spatial and two temporal blocks, one residual each
+    assert "spatial_blocks.block" in blocks.stdout and "temporal_blocks.block" in blocks.stdout and "attn" not in blocks.stdout
     schedule = Schedule({"attn1": [1, 0, 1, 1], "attn2": [1, 1, 0, 1], "ff": [1, 0, 1, 1]})
     schedule.save(tmp_path / "s.json")
     compared = run("compare", str(audio_pipeline_dir), "--schedule", str(tmp_path / "s.json"), "--samples", "1", "-o", str(tmp_path))
