@@ -188,14 +188,18 @@ def select_schedule(
 
     A plan rests on estimates: component errors, or probed runs measured one at a time, whose costs
     do not simply add up once several runs share a generation. Measuring each candidate once costs
-    one generation per candidate and makes sure the schedule returned is not worse than the plain
-    evenly spaced one on this generation. The candidate that moved least replaces the evenly spaced
-    plan only if it moved less on the generation's samples by more than noise (its per-sample
-    errors below the evenly spaced plan's by :data:`SIGNIFICANCE` standard errors of the paired
-    log ratio): a win on one generation by chance would not hold on others, so generate several
-    samples (a batch of prompts or labels). A plan that keeps more MACs than the evenly spaced one
-    (or than ``macs``) by over 1 % is not a candidate: it would win by computing more. The
-    candidates and their measured errors are kept in the schedule's provenance (``selected_from``).
+    one generation per candidate and makes sure the schedule returned is not worse than a plain
+    baseline on this generation. The baseline is the spaced runs plan where the profile allows it
+    (the evenly spaced plan's computes, its longer runs where probed cheapest: on the six sampler
+    settings of ``benchmarks/planning.py``, unseen seeds, within 1 dB of the evenly spaced plan or
+    above it on all 21 points, +1.3 dB on average), else the evenly spaced plan. The candidate that
+    moved least replaces the baseline only if it moved less on the generation's samples by more
+    than noise (its per-sample errors below the baseline's by :data:`SIGNIFICANCE` standard errors
+    of the paired log ratio): a win on one generation by chance would not hold on others, so
+    generate several samples (a batch of prompts or labels). A plan that keeps more MACs than the
+    evenly spaced one (or than ``macs``) by over 1 % is not a candidate: it would win by computing
+    more. The candidates and their measured errors are kept in the schedule's provenance
+    (``selected_from``; ``baseline`` names the plan a candidate had to beat).
     """
     adapter = at_unit(adapter, profile.unit)
     fill = profile.probe_fill if profile.probed else "linear"
@@ -230,10 +234,11 @@ def select_schedule(
     errors = {name: relative_l1(output, reference) for name, output in outputs.items()}
     samples = {name: per_sample_l1(output, reference) for name, output in outputs.items()}
     best = min(errors, key=lambda name: errors[name])
-    significant = best == "uniform" or significantly_better(samples[best], samples["uniform"])
-    chosen_name = best if significant else "uniform"
+    baseline = "spaced runs" if "spaced runs" in candidates else "uniform"
+    significant = best == baseline or significantly_better(samples[best], samples[baseline])
+    chosen_name = best if significant else baseline
     measured = {name: {"error": errors[name], "mac_fraction": candidates[name].provenance["mac_fraction"]} for name in candidates}
     chosen = candidates[chosen_name]
     logger.debug("selected %s among %s (least measured: %s)", chosen_name, measured, best)
-    provenance = {**chosen.provenance, "selected": chosen_name, "least_measured": best, "selected_from": measured}
+    provenance = {**chosen.provenance, "selected": chosen_name, "least_measured": best, "baseline": baseline, "selected_from": measured}
     return Schedule(chosen.tables, provenance, chosen.fill)

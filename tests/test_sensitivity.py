@@ -267,7 +267,8 @@ def test_select_schedule_measures_every_plan_and_keeps_the_closest_output(dit_pi
     assert error == pytest.approx(measured[selected.provenance["selected"]]["error"], rel=1e-9)
     least = selected.provenance["least_measured"]
     assert measured[least]["error"] == min(entry["error"] for entry in measured.values())
-    assert selected.provenance["selected"] in (least, "uniform")  # the evenly spaced plan unless beaten beyond noise
+    # the baseline (spaced runs where runs as long as the interval were probed) unless beaten beyond noise
+    assert selected.provenance["baseline"] == "spaced runs" and selected.provenance["selected"] in (least, "spaced runs")
     assert selected.fill == "reuse"  # the probed fill
     with pytest.raises(ScheduleError, match="exactly one of macs= or speedup="):
         smoothcache.select_schedule(dit_pipe, probed, generate(dit_pipe), macs=0.5, speedup=2.0)
@@ -275,6 +276,7 @@ def test_select_schedule_measures_every_plan_and_keeps_the_closest_output(dit_pi
     with pytest.warns(UserWarning, match="closest evenly spaced schedule"):
         low = smoothcache.select_schedule(dit_pipe, probed, generate(dit_pipe, seed=3), macs=0.3)
     assert "spaced runs" not in low.provenance["selected_from"] and "uniform" in low.provenance["selected_from"]
+    assert low.provenance["baseline"] == "uniform" and low.provenance["selected"] in (low.provenance["least_measured"], "uniform")
 
 
 def _runs_of(table: list[int]) -> list[tuple[int, int]]:
