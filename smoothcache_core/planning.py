@@ -411,7 +411,7 @@ def _spaced_runs_table(profile: ErrorProfile, run_cost: np.ndarray, group_macs: 
     tail = [1] if uniform[-2] else []  # the step before last and the last computed: plan up to the former
     head = profile.steps - len(tail)
     computes = sum(uniform) - len(tail)
-    skipped, runs = head - computes, computes - 1  # the evenly spaced plan computes at least two steps
+    skipped, runs = head - computes, computes - 1  # the head computes its first and last step: at least one run
     short, long = skipped // runs, -(-skipped // runs)
     probed = run_cost.shape[0] - 1
     if long > probed:

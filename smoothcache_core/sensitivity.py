@@ -84,7 +84,7 @@ def per_sample_l1(output: torch.Tensor, reference: torch.Tensor) -> np.ndarray:
     return (differences / reference.abs().reshape(rows, -1).sum(dim=1).clamp_min(1e-12)).numpy()
 
 
-#: How many standard errors a measured candidate must beat the evenly spaced plan by, per sample.
+#: How many standard errors a measured candidate must beat the selection's baseline by, per sample.
 SIGNIFICANCE = 2.0
 
 
