@@ -11,7 +11,9 @@ from __future__ import annotations
 from torch import nn
 
 from smoothcache.plugins import hookimpl
-from smoothcache_core import Component, ForwardArgument, StepSource, class_names
+from smoothcache_core import Component, ForwardArgument, StepSource, Streams, class_names
+
+from .streams import diffusers_block_streams
 
 #: diffusers BasicTransformerBlock attribute -> component kind, in execution order.
 _DIFFUSERS_PARTS = (("attn1", "self_attn"), ("attn2", "cross_attn"), ("ff", "ffn"))
@@ -50,6 +52,9 @@ class DiTAdapter:
         if _is_diffusers_dit(model):
             return ForwardArgument("timestep", 1)
         return ForwardArgument("t", 0, module_path="t_embedder")
+
+    def block_streams(self, block: nn.Module) -> Streams | None:
+        return diffusers_block_streams(block)
 
 
 @hookimpl

@@ -30,8 +30,9 @@ from typing import Any
 from torch import nn
 
 from smoothcache.plugins import hookimpl
-from smoothcache_core import AdapterError, Component, ForwardArgument, StepSource, class_names
+from smoothcache_core import AdapterError, Component, ForwardArgument, StepSource, Streams, class_names
 
+from .streams import diffusers_block_streams
 from .structure import discover_components
 
 _DIFFUSERS_PARTS = (("attn1", "self_attn"), ("attn2", "cross_attn"), ("ff", "ffn"))
@@ -94,6 +95,9 @@ class StableAudioAdapter:
             return ForwardArgument("timestep", 1)
         path = _tools_transformer_path(model)
         return ForwardArgument("t", 0, module_path=f"{path}.timestep_features" if path else "timestep_features")
+
+    def block_streams(self, block: nn.Module) -> Streams | None:
+        return diffusers_block_streams(block)
 
 
 @hookimpl

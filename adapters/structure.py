@@ -27,7 +27,9 @@ from typing import Any
 
 from torch import nn
 
-from smoothcache_core import Component, ForwardArgument, class_names
+from smoothcache_core import Component, ForwardArgument, Streams, class_names
+
+from .streams import diffusers_block_streams
 
 #: Forward arguments that carry the timestep, most usual first.
 TIMESTEP_ARGUMENTS = ("timestep", "timesteps", "t", "vision_timesteps", "decoder_noise_time", "bb_ca_time", "sigma", "noise_level")
@@ -270,3 +272,7 @@ class StructuralAdapter:
         if source is None:
             raise ValueError(f"{type(model).__name__}.forward takes no timestep argument")
         return source
+
+    def block_streams(self, block: nn.Module) -> Streams | None:
+        """Which argument each of a block's outputs continues, where diffusers registers it."""
+        return diffusers_block_streams(block)

@@ -11,7 +11,7 @@ from .adapter import (
     install_on_forward,
     unit_of,
 )
-from .blocks import BlockAdapter, at_unit
+from .blocks import BlockAdapter, Streams, at_unit
 from .engine import Attachment, CacheHandle, attach, check_components, handle_of, model_fingerprint
 from .errors import (
     AdapterError,
@@ -54,6 +54,7 @@ __all__ = [
     "SmoothCacheError",
     "StepSource",
     "StepTracker",
+    "Streams",
     "WrapError",
     "at_unit",
     "attach",

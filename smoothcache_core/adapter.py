@@ -26,6 +26,8 @@ GateFactory = Callable[[Callable[..., Any]], Callable[..., Any]]
 Uninstall = Callable[[], None]
 #: Installs a gate factory at one place in the model and returns how to undo it.
 Installer = Callable[[GateFactory], Uninstall]
+#: The installer of a given module (``install_on_forward``): gates whatever module sits at a place.
+ModuleInstaller = Callable[[nn.Module], Installer]
 #: Receives the raw timestep argument (tensor or number) and the batch size of every model evaluation.
 Observer = Callable[[Any, "int | None"], None]
 
@@ -55,6 +57,8 @@ def install_on_forward(module: nn.Module) -> Installer:
                     del module.forward
             elif module.__dict__.get("_old_forward") is gate:
                 module._old_forward = original  # type: ignore[assignment]  # accelerate's slot for the wrapped forward
+            elif _replace_in_hook_chain(module, gate, original):
+                pass  # diffusers' hooks added after ours now call the original forward
             else:
                 raise AdapterError(
                     f"{type(module).__name__}.forward was replaced by something else after smoothcache "
@@ -64,6 +68,20 @@ def install_on_forward(module: nn.Module) -> Installer:
         return uninstall
 
     return install
+
+
+def _replace_in_hook_chain(module: nn.Module, gate: Callable[..., Any], original: Callable[..., Any]) -> bool:
+    """Where diffusers' ``HookRegistry`` (group offloading, layerwise casting, its caches) wrapped
+    ``module.forward`` after our gate, it holds the gate as the forward its innermost hook calls:
+    put ``original`` there. Whether the gate was found."""
+    references = getattr(getattr(module, "_diffusers_hook", None), "_fn_refs", None) or ()
+    found = False
+    for reference in references:
+        for slot in ("forward", "original_forward"):
+            if getattr(reference, slot, None) is gate:
+                setattr(reference, slot, original)
+                found = True
+    return found
 
 
 @dataclass(frozen=True)
@@ -101,12 +119,18 @@ class Component(ComponentSpec):
     zeros of the shape they produced (never read), so the whole branch costs nothing.
     alternates: modules of other denoisers that produce this same value at the steps they run
     instead (a two-expert pipeline's second transformer); ``install`` gates them too.
+    install_on: how to gate any module the way ``install`` gates ``module`` (``install_on_forward``
+    for a module's output). Given it, the engine gates ``module`` and the alternates through it where
+    they sit, and moves the gate to a module put in their place after wrap (a LoRA layer that wraps
+    it): the value cached is then what the replacement returns. Without it (values that are not a
+    module's output), ``install`` is used as it is.
     """
 
     install: Installer = field(compare=False, repr=False)
     module: nn.Module | None = field(default=None, compare=False, repr=False)
     followers: tuple[nn.Module, ...] = field(default=(), compare=False, repr=False)
     alternates: tuple[nn.Module, ...] = field(default=(), compare=False, repr=False)
+    install_on: ModuleInstaller | None = field(default=None, compare=False, repr=False)
 
     @classmethod
     def of_module(
@@ -121,7 +145,7 @@ class Component(ComponentSpec):
         followers: Sequence[nn.Module] = (),
     ) -> Component:
         """A component whose value is the output of ``module``'s forward."""
-        return cls(key, kind, name, block_kind, index, install_on_forward(module), module, tuple(followers))
+        return cls(key, kind, name, block_kind, index, install_on_forward(module), module, tuple(followers), install_on=install_on_forward)
 
     @property
     def modules(self) -> tuple[nn.Module, ...]:

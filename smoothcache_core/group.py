@@ -122,4 +122,7 @@ def _shared(same: tuple[Component, ...]) -> Component:
 
     alternates = tuple(module for component in same[1:] for module in (component.module,) if module is not None)
     followers = tuple(module for component in same for module in component.followers)
-    return Component(first.key, first.kind, first.name, first.block_kind, first.index, install, first.module, followers, alternates)
+    install_on = first.install_on if len(alternates) == len(same) - 1 else None  # every twin gated the same way
+    return Component(
+        first.key, first.kind, first.name, first.block_kind, first.index, install, first.module, followers, alternates, install_on
+    )

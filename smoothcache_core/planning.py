@@ -11,11 +11,12 @@ from __future__ import annotations
 
 import functools
 import math
+import numbers
 import sys
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -247,6 +248,23 @@ def weighted_rows(rows: np.ndarray, weights: Sequence[float] | np.ndarray) -> np
     return result
 
 
+def mac_budget(macs: Any, speedup: Any) -> float:
+    """The fraction of MACs to keep, from exactly one of ``macs`` (in (0, 1]) or ``speedup`` (a finite
+    number >= 1, its inverse); anything else is refused with what was given."""
+    if (macs is None) == (speedup is None):
+        raise ScheduleError("give exactly one of macs= (the fraction of MACs to keep) or speedup=")
+    name, value = ("macs", macs) if macs is not None else ("speedup", speedup)
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value):
+        raise ScheduleError(f"{name} must be a finite number, got {value!r:.40}")
+    if speedup is not None:
+        if not speedup >= 1:
+            raise ScheduleError(f"speedup must be >= 1 (1 = no caching), got {speedup}")
+        return 1.0 / float(speedup)
+    if not 0 < macs <= 1:
+        raise ScheduleError(f"macs is the fraction of MACs to keep, in (0, 1]; got {macs}")
+    return float(macs)
+
+
 # -- planners: a profile in, a schedule out ---------------------------------------------------
 def plan(
     profile: ErrorProfile,
@@ -264,12 +282,8 @@ def plan(
     targets = [name for name, value in (("alpha", alpha), ("speedup", speedup), ("macs", macs)) if value is not None]
     if len(targets) != 1:
         raise ScheduleError(f"give exactly one of alpha, speedup or macs (got {targets or 'none'})")
-    if speedup is not None:
-        if not speedup >= 1:
-            raise ScheduleError(f"speedup must be >= 1, got {speedup}")
-        macs = 1.0 / speedup
-    if macs is not None and not 0 < macs <= 1:
-        raise ScheduleError(f"macs is the fraction of MACs to keep, in (0, 1]; got {macs}")
+    if alpha is None:
+        macs = mac_budget(macs, speedup)
     if weighting not in WEIGHTINGS:
         raise ScheduleError(f"weighting must be one of {WEIGHTINGS}, got {weighting!r}")
     if method in ("runs", "spaced-runs"):

@@ -30,8 +30,9 @@ from torch import nn
 
 from .adapter import ModelAdapter
 from .blocks import at_unit
-from .engine import attach, first_tensor
-from .errors import CalibrationError, ScheduleError
+from .engine import attach, check_components, model_fingerprint
+from .errors import CalibrationError, ProfileError, ScheduleError
+from .gates import first_tensor
 from .planning import BUDGET_TOLERANCE, _outside_the_library
 from .profile import ErrorProfile
 from .schedule import FILLS, Schedule
@@ -99,6 +100,23 @@ def significantly_better(errors: np.ndarray, baseline: np.ndarray) -> bool:
     return bool(difference.mean() < -SIGNIFICANCE * spread)
 
 
+def check_profile_fits(profile: ErrorProfile, model: nn.Module, adapter: ModelAdapter) -> None:
+    """Refuse, before any generation, a profile calibrated on another model, adapter or unit."""
+    differences = []
+    if profile.metadata.get("adapter") not in (None, adapter.name):
+        differences.append(f"adapter {profile.metadata['adapter']!r}, not {adapter.name!r}")
+    if profile.metadata.get("model_class") not in (None, type(model).__name__):
+        differences.append(f"model class {profile.metadata['model_class']}, not {type(model).__name__}")
+    elif profile.metadata.get("config_fingerprint") not in (None, model_fingerprint(model)):
+        differences.append("another configuration of the model (config fingerprint)")
+    if not differences:
+        keys = [c.key for c in check_components(model, at_unit(adapter, profile.unit))]
+        if keys != [c.key for c in profile.components]:
+            differences.append(f"other components ({len(profile.components)} {profile.unit}s, the model has {len(keys)})")
+    if differences:
+        raise ProfileError(f"the profile was calibrated for {'; '.join(differences)}; calibrate this model (smoothcache.calibrate) first")
+
+
 def _reference_output(model: nn.Module, adapter: ModelAdapter, generate: Callable[[], Any], steps: int) -> torch.Tensor:
     """The uncached output of ``generate()``, checked to be deterministic and to run ``steps`` steps."""
     reference = _output_tensor(generate())
@@ -149,6 +167,7 @@ def probe(
     on these probes fills the same way).
     """
     runs = probe_runs(profile.steps, probes, run_lengths)
+    check_profile_fits(profile, model, adapter)
     adapter = at_unit(adapter, profile.unit)
     if fill not in FILLS:
         raise CalibrationError(f"fill must be one of {FILLS}, got {fill!r}")
@@ -201,6 +220,7 @@ def select_schedule(
     more. The candidates and their measured errors are kept in the schedule's provenance
     (``selected_from``; ``baseline`` names the plan a candidate had to beat).
     """
+    check_profile_fits(profile, model, adapter)
     adapter = at_unit(adapter, profile.unit)
     fill = profile.probe_fill if profile.probed else "linear"
     plans: dict[str, dict[str, Any]] = {"uniform": {"method": "uniform", "fill": fill}}

@@ -5,7 +5,9 @@ per solver step are two steps. Calls that repeat the previous timestep are furth
 the same step (split classifier-free guidance: cond and uncond as two calls). How many branches a
 step has is learnt from the first step of each generation (the calls before the timestep first
 changes); after that a repeated timestep beyond that count is a new step (Heun evaluates the end of
-one step and the start of the next at the same sigma). A timestep that moves against the direction
+one step and the start of the next at the same sigma), unless its batch differs from the step's first
+call's: then it is one more branch (SD3's skip-layer guidance adds a call of the conditional half at
+some steps only). A timestep that moves against the direction
 established by the generation (going back up for the usual decreasing schedules) starts a new
 generation, as do :meth:`StepTracker.reset` and :meth:`StepTracker.restart`.
 
@@ -43,6 +45,7 @@ class StepTracker:
         self._last_timestep: float | None = None
         self._branches: int | None = None
         self._direction = 0
+        self._step_batch: int | None = None
 
     def reset(self, clear_counts: bool = False) -> None:
         """Forget the current generation; the next evaluation starts a new one."""
@@ -61,9 +64,15 @@ class StepTracker:
             self._on_new_generation(self.step + 1)
         self.reset()
 
-    def restart(self) -> None:
-        """Make the current evaluation the first of a new generation (it was read as a branch)."""
-        self._start_generation(self._last_timestep)
+    def restart(self, previous_steps: int | None = None) -> None:
+        """Make the current evaluation the first of a new generation (it was read as a branch, or as
+        the next step); ``previous_steps``: how many steps the generation before it really ran."""
+        self._start_generation(self._last_timestep, previous_steps)
+
+    @property
+    def timestep(self) -> float | None:
+        """The timestep of the current step (None when counting, or before the first evaluation)."""
+        return self._last_timestep
 
     @property
     def counted_to_the_end(self) -> bool:
@@ -90,14 +99,17 @@ class StepTracker:
     def counting(self) -> bool:
         return self._count_steps is not None
 
-    def observe(self, timestep: float) -> None:
-        """Advance to the coordinates of a new model evaluation at ``timestep``."""
+    def observe(self, timestep: float, batch: int | None = None) -> None:
+        """Advance to the coordinates of a new model evaluation at ``timestep`` (``batch``: its
+        leading size, which tells an extra guidance call from a second-order solver's next step)."""
         self.evaluations += 1
         last = self._last_timestep
         if last is None:
             self._start_generation(timestep)
+            self._step_batch = batch
             return
-        if timestep == last and (self._branches is None or self.branch + 1 < self._branches):
+        another_branch = self._branches is None or self.branch + 1 < self._branches or batch != self._step_batch
+        if timestep == last and another_branch:
             self.branch += 1
             return
         if self._branches is None:
@@ -110,11 +122,12 @@ class StepTracker:
                 self._start_generation(timestep)
                 return
         self._last_timestep = timestep
+        self._step_batch = batch
         self.step += 1
         self.branch = 0
 
-    def _start_generation(self, timestep: float | None) -> None:
-        previous_steps = self.step + 1
+    def _start_generation(self, timestep: float | None, previous_steps: int | None = None) -> None:
+        previous_steps = self.step + 1 if previous_steps is None else previous_steps
         self.generations += 1
         self.step = 0
         self.branch = 0

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 import torch
 from test_dit_pipeline import ATTN, FF, generate
@@ -9,6 +11,7 @@ from test_dit_pipeline import ATTN, FF, generate
 import smoothcache
 from helpers import assert_pristine
 from smoothcache import AdapterError, ScheduleError, WrapError
+from smoothcache.reference.pipelines import sample_dit
 from smoothcache_core import handle_of
 
 
@@ -139,3 +142,53 @@ def test_copying_a_wrapped_model_is_refused_until_unwrap(dit_pipe, tmp_path):
     assert_pristine(transformer)
     twin = copy.deepcopy(transformer)
     assert torch.equal(generate(dit_pipe, 0), generate(type(dit_pipe)(twin, dit_pipe.vae, dit_pipe.scheduler), 0))
+
+
+@pytest.mark.parametrize(
+    ("macs", "speedup", "message"),
+    [("0.5", None, "macs must be a finite number, got '0.5'"), (None, float("inf"), "speedup must be a finite number"),
+     (None, 0.5, "speedup must be >= 1"), (True, None, "macs must be a finite number, got True"), (None, None, "give exactly one")],
+)  # fmt: skip
+def test_a_bad_budget_is_refused_before_anything_runs(dit_pipe, macs, speedup, message):
+    profile = smoothcache.calibrate(dit_pipe, lambda: _generate(dit_pipe))
+    generations = []
+    with pytest.raises(smoothcache.ScheduleError, match=message):
+        smoothcache.select_schedule(dit_pipe, profile, lambda: generations.append(1), macs=macs, speedup=speedup)
+    with pytest.raises(smoothcache.ScheduleError, match=message):
+        profile.schedule(macs=macs, speedup=speedup) if macs is not None or speedup is not None else profile.schedule()
+    assert generations == []
+
+
+def _generate(pipe, seed: int = 0):
+    return pipe(class_labels=[1], num_inference_steps=4, generator=torch.manual_seed(seed), output_type="pt").images
+
+
+def test_another_models_profile_is_refused_before_any_generation(dit_pipe):
+    from smoothcache.reference.pipelines import dit_transformer
+
+    other = dit_transformer("tiny", num_classes=10)  # another configuration of the same class
+    profile = smoothcache.calibrate(other, lambda: sample_dit(other, 4))
+    generations = []
+    with pytest.raises(smoothcache.ProfileError, match="calibrate this model"):
+        smoothcache.select_schedule(dit_pipe, profile, lambda: generations.append(1), macs=0.6)
+    with pytest.raises(smoothcache.ProfileError, match="calibrate this model"):
+        smoothcache.probe(dit_pipe, profile, lambda: generations.append(1), probes=2)
+    assert generations == []
+    assert_pristine(dit_pipe.transformer)
+
+
+def test_a_profile_without_components_is_refused_when_made_or_loaded():
+    from safetensors.torch import save
+
+    from smoothcache_core.profile import ErrorProfile
+
+    empty = torch.zeros(0, 1, 4, dtype=torch.float64)
+    with pytest.raises(smoothcache.ProfileError, match="no components"):
+        ErrorProfile((), empty, empty, empty.long(), (), 0)
+    header = {"format": "smoothcache.profile", "version": 1, "components": [], "evaluation_macs": 0}
+    data = save(
+        {"sum": empty, "sum_sq": empty, "count": empty.long(), "macs": torch.zeros(0, dtype=torch.int64)},
+        {"smoothcache": json.dumps(header)},
+    )
+    with pytest.raises(smoothcache.ProfileError, match="no components"):
+        ErrorProfile.from_bytes(data)

@@ -126,15 +126,16 @@ def _sample_split_cfg(transformer, labels, steps, seed, split: bool, scale: floa
     latents = torch.randn(len(labels), 4, side, side, generator=generator)
     cond = torch.tensor(labels)
     null = torch.full_like(cond, 1000)
+    both_labels = torch.cat([cond, null])  # built once, as DiTPipeline does: the conditioning of every step
     with torch.no_grad():
         for t in scheduler.timesteps:
             if split:
                 eps_c = transformer(latents, timestep=t.expand(len(labels)), class_labels=cond).sample[:, :4]
                 eps_u = transformer(latents, timestep=t.expand(len(labels)), class_labels=null).sample[:, :4]
             else:
-                both = transformer(
-                    torch.cat([latents, latents]), timestep=t.expand(2 * len(labels)), class_labels=torch.cat([cond, null])
-                ).sample[:, :4]
+                both = transformer(torch.cat([latents, latents]), timestep=t.expand(2 * len(labels)), class_labels=both_labels).sample[
+                    :, :4
+                ]
                 eps_c, eps_u = both.chunk(2)
             latents = scheduler.step(eps_u + scale * (eps_c - eps_u), t, latents).prev_sample
     return latents
@@ -168,12 +169,12 @@ def test_batch_size_change_mid_generation_recomputes(dit_pipe):
     scheduler.set_timesteps(STEPS)
     latents = torch.randn(2, 4, 8, 8, generator=torch.Generator().manual_seed(0))
     labels = torch.tensor([1, 2])
+    guided = torch.cat([labels, torch.full_like(labels, 1000)])
     schedule = {"attn1": [1, 0, 1, 0, 1, 1], "ff": [1, 0, 1, 0, 1, 1]}
     with smoothcache.wrap(transformer, schedule=schedule) as handle, torch.no_grad():
         for step, t in enumerate(scheduler.timesteps):
             if step < 3:  # guidance on: batch 4
-                model_in = torch.cat([latents, latents])
-                classes = torch.cat([labels, torch.full_like(labels, 1000)])
+                model_in, classes = torch.cat([latents, latents]), guided
             else:  # guidance off from step 3, a reuse step: batch 2
                 model_in, classes = latents, labels
             eps = transformer(model_in, timestep=t.expand(len(model_in)), class_labels=classes).sample[:, :4]
@@ -250,10 +251,22 @@ class _InPlaceModel(torch.nn.Module):
         return x + out
 
 
-def test_in_place_modification_of_a_cached_output_is_an_error():
-    """A model that edits a sub-module's output in place would corrupt the cache: refused loudly."""
+@pytest.mark.parametrize("mode", [torch.no_grad, torch.inference_mode])
+def test_in_place_modification_of_a_cached_output_is_an_error(mode):
+    """A model that edits a sub-module's output in place would corrupt the cache: refused loudly,
+    also under inference mode, whose tensors have no version counter (a kept value is a normal one)."""
     model = _InPlaceModel().eval()
-    with smoothcache.wrap(model, adapter=ProjAdapter(_InPlaceModel), schedule={"proj": [1, 0, 1]}), torch.no_grad():
-        model(torch.randn(2, 4), torch.tensor(900))
+    with smoothcache.wrap(model, adapter=ProjAdapter(_InPlaceModel), schedule={"proj": [1, 0, 0, 1]}), mode():
+        x = torch.randn(2, 4)
+        model(x, torch.tensor(900))  # keeps the value the model then halves in place
         with pytest.raises(GenerationError, match="modified the output of 'proj' in place"):
-            model(torch.randn(2, 4), torch.tensor(500))
+            model(x, torch.tensor(500))  # its first reuse
+
+
+def test_a_kept_value_under_inference_mode_is_exact_and_costs_one_copy(dit_pipe):
+    """Under inference mode the value kept for a later step is a normal copy: outputs are those of no_grad."""
+    with smoothcache.wrap(dit_pipe, schedule={"attn1": ATTN, "ff": FF}):
+        with torch.no_grad():
+            expected = generate(dit_pipe, 0)
+        with torch.inference_mode():
+            assert torch.equal(generate(dit_pipe, 0), expected)

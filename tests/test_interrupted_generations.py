@@ -9,6 +9,8 @@ counts it in ``stats()["ambiguous"]``.
 
 from __future__ import annotations
 
+import warnings
+
 import pytest
 import torch
 from test_dit_pipeline import ATTN, FF, STEPS, generate
@@ -45,16 +47,18 @@ def sample(
     stop_after: int | None = None,
     raise_after: int | None = None,
     exception: type[BaseException] = Stop,
+    rebuild=None,
 ) -> torch.Tensor:
     """DDIM with guidance as one batch (``"batch"``) or two calls per step (``"cond-first"``,
     ``"uncond-first"``); ``stop_after=n`` abandons the loop after n steps, ``raise_after=n`` raises
-    between step n and the next."""
+    between step n and the next; ``rebuild()`` gives the batch's class labels anew at every step."""
     from diffusers import DDIMScheduler
 
     scheduler = DDIMScheduler()
     scheduler.set_timesteps(STEPS)
     latents = torch.randn(1, 4, 8, 8, generator=torch.Generator().manual_seed(seed))
     cond, null = torch.tensor([label]), torch.tensor([NULL])
+    both = torch.cat([cond, null])  # the conditioning of every step, built once as pipelines do
     with torch.no_grad():
         for step, t in enumerate(scheduler.timesteps):
             if step == stop_after:
@@ -62,7 +66,8 @@ def sample(
             if step == raise_after:
                 raise exception("stopped between steps")
             if guidance == "batch":
-                out = model(torch.cat([latents, latents]), timestep=t.expand(2), class_labels=torch.cat([cond, null])).sample
+                labels = both if rebuild is None else rebuild()
+                out = model(torch.cat([latents, latents]), timestep=t.expand(2), class_labels=labels).sample
                 eps_c, eps_u = out[:, :4].chunk(2)
             else:
                 order = (cond, null) if guidance == "cond-first" else (null, cond)
@@ -164,9 +169,10 @@ def test_same_seed_other_conditioning_after_an_abandoned_first_step_is_resolved_
 
 
 @pytest.mark.parametrize("guidance", ["cond-first", "uncond-first"])
-def test_split_guidance_after_an_abandoned_first_step_recomputes_the_branch_whose_conditioning_changed(model, guidance):
-    """Same seed, another class: the conditional branch's first reuse computes; the unconditional
-    branch's cached value was computed from the same latents, timestep and class, so it is reused."""
+def test_split_guidance_after_an_abandoned_first_step_recomputes_the_first_reuse(model, guidance):
+    """Same seed, another class: both calls of the next generation look like more branches of the
+    preview's first step. At the first reuse, neither branch's conditioning is the very tensors
+    that branch had at the first step, so neither may reuse the preview's value: both compute."""
     with smoothcache.wrap(model, schedule=SCHEDULE) as handle:
         sample(model, 7, 0, guidance, stop_after=1)
         handle.reset()  # count the second generation alone; reset() keeps nothing else
@@ -178,18 +184,92 @@ def test_split_guidance_after_an_abandoned_first_step_recomputes_the_branch_whos
         stats = handle.stats()
     reused_at_step_1 = sum(1 for table in (ATTN, FF) if table[1] == 0) * 2  # per branch, two blocks
     assert stats["ambiguous"] == 1
-    assert stats["refreshed"] == reused_at_step_1  # the conditional branch only
+    assert stats["refreshed"] == 2 * reused_at_step_1  # both branches
     assert torch.isfinite(after).all()
 
 
-def test_same_inputs_after_an_abandoned_first_step_reuse_exactly(model):
-    """The same latents and conditioning: the preview's values are the ones a fresh generation computes."""
-    with smoothcache.wrap(model, schedule=SCHEDULE):
-        fresh = sample(model, 3, 0, "cond-first")
+def test_same_inputs_after_an_abandoned_first_step_compute_where_the_reuse_is_in_doubt(model):
+    """The same latents and conditioning values after a one-step preview: equal values do not say
+    the calls belong to one generation, so the first reuse computes, and the output is that of a
+    fresh generation computing there."""
+    with smoothcache.wrap(model, schedule=first_reuse_computed(SCHEDULE)):
+        expected = sample(model, 3, 0, "cond-first")
     with smoothcache.wrap(model, schedule=SCHEDULE) as handle:
         sample(model, 3, 0, "cond-first", stop_after=1)
-        assert torch.equal(sample(model, 3, 0, "cond-first"), fresh)
-        assert handle.stats()["ambiguous"] == 0  # every branch's conditioning equals what it had at step 0
+        assert torch.equal(sample(model, 3, 0, "cond-first"), expected)
+        assert handle.stats()["ambiguous"] == 1
+
+
+def test_conditioning_built_anew_at_every_step_computes_the_first_reuse_every_time(model):
+    """A loop that builds its conditioning anew at every step gives no sign that its second call
+    continues its first: the first reuse computes, in every generation alike (no history)."""
+
+    def rebuild() -> torch.Tensor:
+        return torch.cat([torch.tensor([3]), torch.tensor([NULL])])
+
+    with smoothcache.wrap(model, schedule=first_reuse_computed(SCHEDULE)):
+        expected = sample(model, 3, 4, rebuild=rebuild)
+    with smoothcache.wrap(model, schedule=SCHEDULE) as handle:
+        outputs = [sample(model, 3, 4, rebuild=rebuild) for _ in range(2)]
+        assert handle.stats()["ambiguous"] == 2
+    assert torch.equal(outputs[0], expected) and torch.equal(outputs[1], expected)
+
+
+def _loop(model, label: int, seed: int, steps: int, stop_after: int | None = None, offset: int = 0) -> torch.Tensor:
+    """DDIM at ``steps`` steps (its timesteps moved down by ``offset``), guidance as one batch whose
+    labels are built once; ``stop_after=n`` abandons it after n steps."""
+    from diffusers import DDIMScheduler
+
+    scheduler = DDIMScheduler()
+    scheduler.set_timesteps(steps)
+    latents = torch.randn(1, 4, 8, 8, generator=torch.Generator().manual_seed(seed))
+    labels = torch.tensor([label, NULL])
+    with torch.no_grad():
+        for step, t in enumerate(scheduler.timesteps):
+            if step == stop_after:
+                break
+            out = model(torch.cat([latents, latents]), timestep=(t - offset).expand(2), class_labels=labels).sample[:, :4]
+            eps_c, eps_u = out.chunk(2)
+            latents = scheduler.step(eps_u + 4.0 * (eps_c - eps_u), t, latents).prev_sample
+    return latents
+
+
+def test_a_loop_abandoned_after_one_evaluation_never_lends_its_values_to_the_next_one_starting_lower(model):
+    """The next generation starts below the abandoned one's first timestep and continues its
+    direction: the timesteps read as one generation. Its first evaluation may not reuse (it cannot
+    be told from the abandoned one's second step), so nothing of the abandoned loop is reused; the
+    rest runs as scheduled one step on, and an evaluation beyond the schedule computes, with a warning."""
+    table = [1, 0, 1, 0, 1, 0]  # reuses at the second step: the abandoned loop's value would be taken there
+    five = [1, *table[2:]]  # a 5-step generation, merged: its first computed, then the schedule one step on
+    six = [1, *table[2:], 1]  # a 6-step one: the same, and its last evaluation is one beyond the schedule
+    expected = {}
+    for steps, shifted in ((5, five), (STEPS, six)):
+        with smoothcache.wrap(model, schedule={"attn1": shifted, "ff": shifted}):
+            expected[steps] = _loop(model, 3, 4, steps, offset=10)
+    for steps in (5, STEPS):
+        with smoothcache.wrap(model, schedule={"attn1": table, "ff": table}) as handle:
+            _loop(model, 7, 0, STEPS, stop_after=1)
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always")
+                merged = _loop(model, 3, 4, steps, offset=10)
+            assert handle.stats()["ambiguous"] == 1
+        assert torch.equal(merged, expected[steps])
+        assert any("ended an abandoned generation" in str(w.message) for w in caught) == (steps == STEPS)
+
+
+def test_a_generation_leaving_the_grid_it_started_on_starts_anew(model):
+    """After a finished generation, one abandoned part-way on the same grid, then a generation whose
+    timesteps lie below the abandoned one's last: it leaves the grid, so it is a new generation,
+    exactly as it runs alone."""
+    with smoothcache.wrap(model, schedule=SCHEDULE):
+        alone = _loop(model, 3, 4, STEPS, offset=300)
+    with smoothcache.wrap(model, schedule=SCHEDULE) as handle:
+        _loop(model, 5, 1, STEPS)
+        _loop(model, 7, 0, STEPS, stop_after=2)
+        with pytest.warns(UserWarning, match="ran 2 model evaluations"):
+            after = _loop(model, 3, 4, STEPS, offset=300)
+        assert handle.stats()["ambiguous"] == 0
+    assert torch.equal(after, alone)
 
 
 @pytest.mark.parametrize("guidance", ["cond-first", "uncond-first"])
@@ -267,3 +347,41 @@ def test_sync_free_after_an_interrupted_component_starts_a_new_generation(model,
         assert torch.equal(sample(model, 3, 4), expected)
         assert handle.stats()["interrupted"] == 1
     assert torch.equal(expected, fresh["batch"])
+
+
+class _Unconditional(torch.nn.Module):
+    """A denoiser without conditioning: ``forward(x, t)``."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.proj = torch.nn.Linear(4, 4)
+
+    def forward(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        return self.proj(x) * (t / 1000)
+
+
+def test_without_conditioning_the_latent_tells_a_next_step_from_other_noise():
+    """No conditioning tensors: at the second step the latent moved by the sampler's step (the same
+    generation, reused as scheduled) or was replaced by other noise (a new generation after an
+    abandoned one, starting lower: it computes)."""
+    from helpers import ProjAdapter
+
+    model = _Unconditional().eval()
+    table = [1, 0, 1, 1]
+
+    def loop(seed: int, timesteps: list[int]) -> torch.Tensor:
+        x = torch.randn(2, 4, generator=torch.Generator().manual_seed(seed))
+        with torch.no_grad():
+            for t in timesteps:
+                x = x - 0.05 * model(x, torch.tensor(float(t)))
+        return x
+
+    with smoothcache.wrap(model, adapter=ProjAdapter(_Unconditional), schedule={"proj": table}) as handle:
+        loop(0, [900, 700, 500, 300])
+        assert handle.stats()["reused"] == 1 and handle.stats()["ambiguous"] == 0
+    with smoothcache.wrap(model, adapter=ProjAdapter(_Unconditional), schedule={"proj": [1, 1, 1, 1]}):
+        expected = loop(1, [800, 600, 400])
+    with smoothcache.wrap(model, adapter=ProjAdapter(_Unconditional), schedule={"proj": table}) as handle:
+        loop(0, [900])  # abandoned after one evaluation
+        assert torch.equal(loop(1, [800, 600, 400]), expected)  # its first evaluation computed, the rest as scheduled
+        assert handle.stats()["ambiguous"] == 1

@@ -8,7 +8,7 @@ import torch
 import smoothcache
 from helpers import assert_pristine
 from smoothcache import ProfileError, Schedule, ScheduleError
-from smoothcache_core.engine import extrapolate
+from smoothcache_core.fills import extrapolate
 from smoothcache_core.schedule import _fill_weights, _keep_flags
 
 STEPS = 8
@@ -143,3 +143,45 @@ def test_probes_record_their_fill_and_runs_schedules_fill_the_same_way(dit_pipe)
     with pytest.raises(ProfileError, match="'linear' fill and these with 'reuse'"):
         linear.merge(reuse)
     assert smoothcache.ErrorProfile.from_bytes(linear.to_bytes()).probe_fill == "linear"
+
+
+def test_the_half_precision_parabola_accumulates_in_float32():
+    """Through (0, -40000), (1, 40000), (2, 40000) the parabola gives -40000 at 3, which float16 holds;
+    its partial sums do not (-40000 - 3 * 40000), so they are kept in float32 and cast once."""
+    for dtype in (torch.float16, torch.bfloat16):
+        values = [torch.full((3,), v, dtype=dtype) for v in (-40000.0, 40000.0, 40000.0)]
+        filled = extrapolate(values, (1.0, -3.0, 3.0), torch.empty(3, dtype=dtype))
+        assert filled.dtype == dtype and torch.isfinite(filled).all()
+        assert torch.equal(filled, torch.full((3,), -40000.0, dtype=dtype))
+
+
+class _Steps(torch.nn.Module):
+    """``proj(x)`` added to ``x``; the timestep is ``t``."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.proj = torch.nn.Linear(4, 4)
+
+    def forward(self, x, t):
+        return x + self.proj(x)
+
+
+def test_a_fill_after_a_refresh_goes_through_the_steps_really_computed():
+    """The batch changes at a skipped step (1), which computes instead; the next fill (step 3) takes
+    the line through the values of steps 1 and 2, not the weights planned for steps 0 and 2."""
+    from helpers import ProjAdapter
+
+    model = _Steps().eval()
+    seen: list[torch.Tensor] = []
+    hook = model.proj.register_forward_hook(lambda _m, _a, output: seen.append(output.clone()))
+    table = [1, 0, 1, 0, 1, 1]
+    inputs = [torch.randn(2 if step == 0 else 1, 4, generator=torch.Generator().manual_seed(step)) for step in range(len(table))]
+    try:
+        with smoothcache.wrap(model, adapter=ProjAdapter(_Steps), schedule=Schedule({"proj": table}, {}, "linear")) as handle:
+            with torch.no_grad():
+                for step, x in enumerate(inputs):
+                    model(x, torch.tensor(float(900 - 100 * step)))
+            assert handle.stats()["refreshed"] == 1
+    finally:
+        hook.remove()
+    torch.testing.assert_close(seen[3], 2 * seen[2] - seen[1])  # steps 1 and 2, one spacing on

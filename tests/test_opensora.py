@@ -71,7 +71,7 @@ def test_stdit3_reuse_counts_per_kind_and_stack(stdit3):
     with smoothcache.wrap(stdit3, schedule=schedule) as handle:
         first = pipelines.sample_stdit3(stdit3, STEPS, seed=0)
         second = pipelines.sample_stdit3(stdit3, STEPS, seed=0)
-        by_kind = handle.stats()["by_kind"]
+        by_kind = handle.stats()["by_stack"]
     assert by_kind["spatial.self_attn"]["reused"] == 2 * 2 * DEPTH
     assert by_kind["temporal.self_attn"]["reused"] == 2 * 2 * DEPTH
     assert by_kind["spatial.cross_attn"]["reused"] == by_kind["temporal.cross_attn"]["reused"] == 2 * 2 * DEPTH
@@ -116,7 +116,7 @@ def test_mmdit_reuse_skips_the_attention_and_counts_per_kind(mmdit):
     calls.clear()
     with smoothcache.wrap(mmdit, schedule={"double.attn": joint, "single.linear2": parallel, "img_mlp": mlp}) as handle:
         cached = pipelines.sample_mmdit(mmdit, STEPS, seed=0)
-        by_kind = handle.stats()["by_kind"]
+        by_kind = handle.stats()["by_stack"]
     for hook in hooks:
         hook.remove()
     assert calls.count("proj") == sum(joint) and calls.count("linear2") == sum(parallel)  # reuse skipped them

@@ -640,14 +640,14 @@ def output(name: str, result: Any) -> torch.Tensor:
     return getattr(result, OUTPUTS[name].attribute)
 
 
-def call(name: str, pipe: Any, seed: int = 0, steps: int = 4, prompt: str = "a cat") -> torch.Tensor:
+def call(name: str, pipe: Any, seed: int = 0, steps: int = 4, prompt: str = "a cat", **overrides: Any) -> torch.Tensor:
     """Run ``pipe`` (built by ``BUILDERS[name]`` or loaded from its saved folder) with :data:`CALLS`
-    and a seeded generator; return :func:`output`."""
+    (``overrides`` replace or add arguments) and a seeded generator; return :func:`output`."""
     result = pipe(
         prompt=prompt,
         num_inference_steps=steps,
         generator=torch.Generator().manual_seed(seed),
         output_type="pt",
-        **CALLS[name],
+        **{**CALLS[name], **overrides},
     )
     return output(name, result)
