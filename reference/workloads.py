@@ -84,6 +84,7 @@ def digits() -> Workload:
         solver="ddim",
         description="digits DiT (trained, 16x16 pixels)",
         set_solver=_solver_switch(solver, reference.SCHEDULERS),
+        scheduler=lambda steps: reference.make_scheduler(solver["name"], steps),
     )
 
 

@@ -45,6 +45,8 @@ from smoothcache_core import (
 from smoothcache_core import (
     probe as probe_steps,
 )
+from smoothcache_core.grid import GridPlanner
+from smoothcache_core.planning import mac_budget
 from smoothcache_core.sensitivity import select_schedule as choose_schedule
 
 try:
@@ -152,6 +154,10 @@ def wrap(
     sync_free: bool = False,
     branches: int = 1,
     unit: str | None = None,
+    profile: ErrorProfile | str | os.PathLike | None = None,
+    macs: float | None = None,
+    speedup: float | None = None,
+    fill: str = "quadratic",
 ) -> CacheHandle:
     """Cache ``model``'s components across sampling steps as ``schedule`` says.
 
@@ -170,12 +176,40 @@ def wrap(
 
     ``unit``: what is cached, ``"component"`` (attention and feed-forward outputs) or ``"block"``
     (whole blocks' residuals); by default the unit the schedule was made for.
+
+    ``profile`` (an :class:`ErrorProfile` or its file) with ``macs`` or ``speedup`` instead of a
+    schedule: every generation gets a plan for the grid it runs on, whatever its step count and
+    sampler (read from the pipeline's scheduler, or given by ``handle.plan_for(timesteps)``), made
+    in milliseconds the first time a grid is met (see :func:`smoothcache_core.grid.plan_for_grid`);
+    ``fill`` is what its skipped steps return.
     """
     module = _as_model(model)
     parsed = _as_schedule(schedule)
-    handle = attach(module, _at_unit(resolve_adapter(module, adapter), unit, parsed), parsed, sync_free, branches)
+    planner = _planner(profile, parsed, macs, speedup, fill)
+    if planner is not None:
+        unit = unit or planner.profile.unit
+    handle = attach(module, _at_unit(resolve_adapter(module, adapter), unit, parsed), parsed, sync_free, branches, planner)
     _watch_pipeline(model, handle)
     return handle
+
+
+def _planner(
+    profile: ErrorProfile | str | os.PathLike | None, schedule: Schedule | None, macs: float | None, speedup: float | None, fill: str
+) -> GridPlanner | None:
+    """The per-grid planner of ``wrap(..., profile=...)``, or None for a fixed schedule."""
+    if profile is None:
+        if macs is not None or speedup is not None:
+            raise WrapError("macs= and speedup= are the budget of a profile's plans: pass profile= too, or a schedule made at that budget")
+        return None
+    if schedule is not None:
+        raise WrapError("give a schedule or a profile to plan from, not both")
+    if not isinstance(profile, ErrorProfile):
+        if not isinstance(profile, (str, os.PathLike)):
+            raise WrapError(f"profile must be an ErrorProfile or a path to its .safetensors file, got {type(profile).__name__}")
+        profile = ErrorProfile.load(profile)
+    if macs is None and speedup is None:
+        raise WrapError("a profile plans at a budget: give macs= (fraction of MACs kept) or speedup=")
+    return GridPlanner(profile, macs=macs, speedup=speedup, fill=fill)
 
 
 def _at_unit(adapter: ModelAdapter, unit: str | None, schedule: Schedule | None) -> ModelAdapter:
@@ -186,10 +220,9 @@ def _at_unit(adapter: ModelAdapter, unit: str | None, schedule: Schedule | None)
 
 
 def _watch_pipeline(model: Any, handle: Any) -> None:
-    """Given a pipeline, every call of its scheduler's ``set_timesteps`` starts a new generation."""
-    scheduler = getattr(model, "scheduler", None)
-    if not isinstance(model, nn.Module) and callable(getattr(scheduler, "set_timesteps", None)):
-        handle.watch_generation_start(scheduler)
+    """Given a pipeline, every call of it starts a new generation (its scheduler sets its timesteps)."""
+    if not isinstance(model, nn.Module):
+        handle.watch_pipeline(model)
 
 
 def calibrate(
@@ -200,6 +233,9 @@ def calibrate(
     solver: str | None = None,
     on_evaluation: Callable[[], None] | None = None,
     unit: str = "component",
+    *,
+    sensitivity: bool = False,
+    scheduler: Any = None,
 ) -> ErrorProfile:
     """Measure how much every component's output changes between steps while ``run()`` generates.
 
@@ -210,12 +246,32 @@ def calibrate(
     ``on_evaluation`` is called at the start of every model evaluation (a progress bar's update).
     ``unit="block"`` measures whole blocks' residuals instead of attention and feed-forward outputs:
     schedules from that profile skip whole blocks (see :mod:`smoothcache_core.blocks`).
+
+    The profile records where its steps sit on the noise schedule of ``scheduler`` (by default
+    ``pipe.scheduler`` when a pipeline is given), so that it plans for any step count and sampler:
+    ``profile.schedule(macs=0.5, timesteps=...)``, or ``wrap(pipe, profile=profile, macs=0.5)``.
+    ``sensitivity=True`` also measures how much the final sample moves per step, in one more pass
+    of ``run()`` (every sample reuses at one step of its own), which those plans weigh steps by:
+    ``run`` must then return its samples (e.g. ``pipe(..., output_type="pt").images``, or a list
+    of those) and generate the same ones each time (seeded generators).
     """
     module = _as_model(model)
-    if solver is None and getattr(model, "scheduler", None) is not None:
-        solver = type(model.scheduler).__name__
+    if scheduler is None:
+        scheduler = getattr(model, "scheduler", None)
+    if solver is None and scheduler is not None:
+        solver = type(scheduler).__name__
     chosen = at_unit(resolve_adapter(module, adapter), unit)
-    return record(module, chosen, run, lookahead, solver, on_evaluation, lambda r: _watch_pipeline(model, r))
+    return record(
+        module,
+        chosen,
+        run,
+        lookahead,
+        solver,
+        on_evaluation,
+        lambda r: _watch_pipeline(model, r),
+        sensitivity=sensitivity,
+        scheduler=scheduler,
+    )
 
 
 def probe(
@@ -261,14 +317,9 @@ def select_schedule(
     ``generate()`` runs one seeded generation of the profile's step count and returns its output, as
     for :func:`probe`; use seeds the evaluation will not use.
     """
-    if (macs is None) == (speedup is None):
-        raise ScheduleError("give exactly one of macs= or speedup=")
-    if macs is None:
-        if speedup is None or not speedup >= 1:
-            raise ScheduleError(f"speedup must be >= 1, got {speedup}")
-        macs = 1.0 / speedup
+    budget = mac_budget(macs, speedup)
     module = _as_model(model)
-    return choose_schedule(module, resolve_adapter(module, adapter), profile, generate, macs)
+    return choose_schedule(module, resolve_adapter(module, adapter), profile, generate, budget)
 
 
 def mac_report(

@@ -55,6 +55,14 @@ class Workload:
     set_solver: Callable[[str], str] | None = field(default=None, repr=False)
     #: The diffusers pipeline behind it, if any (moved to ``--device`` by the CLI).
     pipeline: Any = field(default=None, repr=False)
+    #: For a model without a pipeline: its sampler set to a number of steps. Calibration reads its
+    #: noise table, and a profile's plan for that many steps is made for its timesteps.
+    scheduler: Callable[[int], Any] | None = field(default=None, repr=False)
+
+    def timesteps(self, steps: int) -> list[float] | None:
+        """The timesteps of ``steps`` steps of the current sampler (None where nothing tells them)."""
+        solver = self.scheduler(steps) if self.scheduler is not None else None
+        return None if solver is None else [float(t) for t in solver.timesteps]
 
     @property
     def target(self) -> Any:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import math
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -24,7 +24,9 @@ from safetensors.torch import save as save_safetensors
 from .adapter import UNITS, ComponentSpec
 from .errors import ProfileError, ScheduleError
 from .files import library_version, read_limited, write_atomic
+from .grid import plan_for_grid
 from .macs import MacCount, MacReport
+from .noise import COORDINATES, NoiseMap, noise_map
 from .planning import plan, step_weights
 from .schedule import FILLS, Schedule, has_single_stack, type_key
 
@@ -53,8 +55,18 @@ class ErrorProfile:
     #: profile was not probed.
     probe_sums: torch.Tensor | None = None  # float64 [run lengths, steps]
     probe_counts: torch.Tensor | None = None  # int64 [run lengths, steps]
+    #: Where the steps sit on the noise schedule, so that the profile plans for any grid
+    #: (:mod:`smoothcache_core.grid`): the timestep each calibrated step's evaluation got (model
+    #: units), and the calibration scheduler's table from model timesteps to noise levels ``u``
+    #: (its coordinate in ``metadata["noise_coordinate"]``). None in profiles made before 0.3;
+    #: without a table, the timestep is its own coordinate.
+    timesteps: torch.Tensor | None = None  # float64 [steps]
+    noise_timesteps: torch.Tensor | None = None  # float64 [points], increasing
+    noise_levels: torch.Tensor | None = None  # float64 [points]
 
     def __post_init__(self) -> None:
+        if not self.components:
+            raise ProfileError("the profile has no components; calibrate a model with cacheable components (the file may be corrupt)")
         shape = tuple(self.sums.shape)
         if len(shape) != 3 or shape[0] != len(self.components) or shape[1] < 1 or shape[2] < 2:
             raise ProfileError(f"profile tensors have shape {shape}; expected [components={len(self.components)}, lags, steps>=2]")
@@ -75,6 +87,19 @@ class ErrorProfile:
                 raise ProfileError(f"profile probes have shape {probe_shape}; expected [run lengths, steps={shape[2]}]")
             if bool((self.probe_counts < 0).any()) or not bool(torch.isfinite(self.probe_sums).all() and (self.probe_sums >= 0).all()):
                 raise ProfileError("profile probes hold negative or non-finite values; the file is corrupt")
+        self._check_noise_schedule(shape[2])
+
+    def _check_noise_schedule(self, steps: int) -> None:
+        if self.timesteps is not None and (tuple(self.timesteps.shape) != (steps,) or not bool(torch.isfinite(self.timesteps).all())):
+            raise ProfileError(f"profile timesteps have shape {tuple(self.timesteps.shape)} or are not finite; expected [steps={steps}]")
+        table = (self.noise_timesteps, self.noise_levels)
+        if (table[0] is None) != (table[1] is None) or (table[0] is not None and self.timesteps is None):
+            raise ProfileError("profile has half of a noise table, or one without timesteps; the file is corrupt")
+        if table[0] is not None and table[1] is not None:
+            if table[0].dim() != 1 or table[0].shape != table[1].shape or len(table[0]) < 2:
+                raise ProfileError("profile noise table has mismatched or too few points; the file is corrupt")
+            if not bool(torch.isfinite(table[0]).all() and torch.isfinite(table[1]).all()) or not bool((table[0].diff() > 0).all()):
+                raise ProfileError("profile noise table is not finite and increasing; the file is corrupt")
 
     # -- statistics -----------------------------------------------------------------------------
     @property
@@ -159,6 +184,39 @@ class ErrorProfile:
         return step_weights(finals, counts > 0, component_errors)
 
     @property
+    def noise_map(self) -> NoiseMap | None:
+        """Model timestep to noise level ``u`` (see :mod:`smoothcache_core.noise`); None without timesteps."""
+        if self.timesteps is None:
+            return None
+        if self.noise_timesteps is None or self.noise_levels is None:
+            return NoiseMap.identity(self.timesteps.tolist())
+        coordinate, scale = str(self.metadata.get("noise_coordinate", "log-noise")), float(self.metadata.get("timestep_scale", 1.0))
+        return NoiseMap(self.noise_timesteps.numpy(), self.noise_levels.numpy(), coordinate, scale)
+
+    def with_scheduler(self, scheduler: Any) -> ErrorProfile:
+        """This profile placed on ``scheduler``'s noise schedule (the one that ran the calibration),
+        so that it plans for grids by noise level, not timestep (see :func:`~smoothcache_core.noise.noise_map`).
+        Unchanged where the profile has no timesteps or the scheduler tells no noise levels."""
+        if self.timesteps is None or scheduler is None:
+            return self
+        own = np.asarray(
+            getattr(scheduler, "timesteps", None) if getattr(scheduler, "timesteps", None) is not None else [], dtype=np.float64
+        )
+        own = own.reshape(-1)[-self.steps :]  # an img2img call runs the tail of the scheduler's grid
+        noise = noise_map(scheduler, self.timesteps.numpy(), own)
+        if noise.coordinate == "timestep":
+            return replace(self, noise_timesteps=None, noise_levels=None, metadata={**self.metadata, "noise_coordinate": "timestep"})
+        table = (torch.from_numpy(noise.timesteps.copy()), torch.from_numpy(noise.levels.copy()))
+        metadata = {**self.metadata, "noise_coordinate": noise.coordinate, "timestep_scale": noise.scale, **_scheduler_config(scheduler)}
+        return replace(self, noise_timesteps=table[0], noise_levels=table[1], metadata=metadata)
+
+    @property
+    def levels(self) -> np.ndarray:
+        """The noise level ``u`` of every calibrated step (empty without timesteps)."""
+        noise = self.noise_map
+        return noise(self.timesteps.numpy()) if noise is not None and self.timesteps is not None else np.zeros(0)
+
+    @property
     def unit(self) -> str:
         """What was measured: ``"component"`` outputs or ``"block"`` residuals (see :mod:`smoothcache_core.blocks`)."""
         return str(self.metadata.get("unit", "component"))
@@ -194,6 +252,10 @@ class ErrorProfile:
         if self.probe_sums is not None and self.probe_counts is not None:
             tensors["probe_sum"] = self.probe_sums.double().contiguous()
             tensors["probe_count"] = self.probe_counts.long().contiguous()
+        for name in ("timesteps", "noise_timesteps", "noise_levels"):
+            value = getattr(self, name)
+            if value is not None:
+                tensors[name] = value.double().contiguous()
         return save_safetensors(tensors, metadata={_METADATA_KEY: json.dumps(self._header())})
 
     def save(self, path: str | os.PathLike) -> None:
@@ -225,6 +287,7 @@ class ErrorProfile:
                 # files of single-step probes hold one value per step
                 probe_sums=tensors["probe_sum"].double().reshape(-1, steps) if "probe_sum" in tensors else None,
                 probe_counts=tensors["probe_count"].long().reshape(-1, steps) if "probe_count" in tensors else None,
+                **{name: tensors[name].double() for name in ("timesteps", "noise_timesteps", "noise_levels") if name in tensors},
             )
         except ProfileError:
             raise
@@ -251,6 +314,9 @@ class ErrorProfile:
         solvers = {self.metadata.get("solver"), other.metadata.get("solver")} - {None}
         if len(solvers) > 1:
             differences.append(f"solver ({sorted(map(str, solvers))})")
+        mine, theirs = self.timesteps, other.timesteps
+        if mine is not None and theirs is not None and mine.shape == theirs.shape and not torch.allclose(mine, theirs):
+            differences.append("timesteps (calibrated on other grids)")
         if differences:
             raise ProfileError(f"cannot merge profiles that differ in {', '.join(differences)}; calibrate the same model and sampler")
         metadata = dict(self.metadata)
@@ -266,6 +332,11 @@ class ErrorProfile:
             metadata,
             self.probe_sums,
             self.probe_counts,
+            *(
+                (self.timesteps, self.noise_timesteps, self.noise_levels)
+                if self.timesteps is not None and other.timesteps is not None
+                else (None, None, None)
+            ),
         )
         if other.probe_sums is None or other.probe_counts is None:
             return merged
@@ -315,6 +386,9 @@ class ErrorProfile:
             {**self.metadata, "generations": int(generations.item())},
             None if probes is None else probes[0],
             None if probes is None else probes[1].round().long(),
+            self.timesteps,
+            self.noise_timesteps,
+            self.noise_levels,
         )
 
     # -- schedules ------------------------------------------------------------------------------
@@ -371,12 +445,19 @@ class ErrorProfile:
         speedup: float | None = None,
         macs: float | None = None,
         granularity: str = "type",
-        method: str = "greedy",
+        method: str | None = None,
         lookahead: int | None = None,
         weighting: str = "uniform",
         fill: str | None = None,
+        timesteps: Sequence[float] | None = None,
     ) -> Schedule:
         """A schedule from this profile, without running the model.
+
+        ``timesteps``: plan for another grid, one timestep per model evaluation as the model receives
+        them (any step count or sampler; see :func:`smoothcache_core.grid.plan_for_grid`, whose
+        ``method`` is ``"runs"`` by default at a budget and ``"greedy"`` at ``alpha``, and whose fill is
+        ``"quadratic"`` by default). Without it, the schedule is for the profile's own steps, and
+        ``method`` is one of the following (default ``"greedy"``).
 
         ``method="greedy"`` is the paper's k-lookahead scan at threshold ``alpha``, or at the
         smallest α that meets ``macs`` (fraction of MACs kept) or ``speedup`` (ideal, = 1 / macs),
@@ -412,13 +493,22 @@ class ErrorProfile:
         rank reuse by its effect on the final sample. It is not the default: on the reference digits
         DiT it helps at some budgets and samplers and hurts at others (benchmarks/results/sensitivity.md).
         """
+        if timesteps is not None:
+            if weighting != "uniform" or lookahead is not None:
+                raise ScheduleError(
+                    "weighting and lookahead apply to the profile's own steps; a grid's plan weighs steps by the probed sensitivity"
+                )
+            chosen = method or ("greedy" if alpha is not None and macs is None and speedup is None else "runs")
+            return plan_for_grid(
+                self, timesteps, macs=macs, speedup=speedup, alpha=alpha, method=chosen, fill=fill or "quadratic", granularity=granularity
+            )
         return plan(
             self,
             alpha,
             speedup=speedup,
             macs=macs,
             granularity=granularity,
-            method=method,
+            method=method or "greedy",
             lookahead=lookahead,
             weighting=weighting,
             fill=fill,
@@ -501,7 +591,32 @@ def _checked_metadata(header: Mapping[str, Any]) -> dict[str, Any]:
         if header["probe_fill"] not in FILLS:
             raise ValueError(f"field 'probe_fill' must be one of {FILLS}, got {header['probe_fill']!r:.40}")
         metadata["probe_fill"] = header["probe_fill"]
+    if "noise_coordinate" in header:
+        if header["noise_coordinate"] not in COORDINATES:
+            raise ValueError(f"field 'noise_coordinate' must be one of {COORDINATES}, got {header['noise_coordinate']!r:.40}")
+        metadata["noise_coordinate"] = header["noise_coordinate"]
+    if "timestep_scale" in header:
+        scale = header["timestep_scale"]
+        if isinstance(scale, bool) or not isinstance(scale, (int, float)) or not math.isfinite(scale) or scale <= 0:
+            raise ValueError(f"field 'timestep_scale' must be a positive number, got {scale!r:.40}")
+        metadata["timestep_scale"] = float(scale)
+    if "scheduler_class" in header:
+        metadata["scheduler_class"] = _field(header, "scheduler_class", str)
+        metadata["scheduler_config"] = _field(header, "scheduler_config", dict)
+    if "probe_kind" in header:
+        metadata["probe_kind"] = _field(header, "probe_kind", str)
     return metadata
+
+
+def _scheduler_config(scheduler: Any) -> dict[str, Any]:
+    """The class and JSON config of a diffusers-style scheduler (so the grid of another step count
+    can be rebuilt from the profile alone); nothing where it has no JSON config."""
+    config = getattr(scheduler, "config", None)
+    try:
+        encoded = json.loads(json.dumps(dict(config))) if isinstance(config, Mapping) else None
+    except (TypeError, ValueError):
+        return {}
+    return {"scheduler_class": type(scheduler).__name__, "scheduler_config": encoded} if isinstance(encoded, dict) else {}
 
 
 def _pad_rows(tensor: torch.Tensor, rows: int) -> torch.Tensor:

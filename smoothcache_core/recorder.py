@@ -18,8 +18,10 @@ import torch
 from torch import nn
 
 from .adapter import Component, GateFactory, ModelAdapter, unit_of
-from .engine import Attachment, check_components, first_tensor, model_fingerprint
+from .engine import Attachment, check_components, model_fingerprint
 from .errors import CalibrationError
+from .gates import first_tensor
+from .inbatch import generated_rows, probe_in_batch
 from .macs import MacMeter
 from .profile import ErrorProfile
 
@@ -45,9 +47,13 @@ class Recorder(Attachment):
         components: Sequence[Component],
         lookahead: int,
         on_evaluation: Callable[[], None] | None = None,
+        opening_norms: bool = False,
     ) -> None:
         super().__init__(model, adapter, components)
         self.lookahead = lookahead
+        #: Per generation, the L1 norm of the first component's first output (one host read each),
+        #: if asked for: a second pass of ``run()`` proves it repeats the samples by matching them.
+        self.opening_norms: list[float] | None = [] if opening_norms else None
         self._on_evaluation = on_evaluation
         count = len(self.components)
         #: Per component and (branch, call ordinal): the last ``k`` (step, per-sample view, output, version).
@@ -58,6 +64,7 @@ class Recorder(Attachment):
         self._norms: torch.Tensor | None = None
         self._counts = np.zeros((count, lookahead, 0), dtype=np.int64)
         self._lengths: list[int] = []
+        self._step_timesteps: list[float | None] = []  # the first generation's, per step
         self._meter = MacMeter()
         self._component_macs = [0] * count
         self._evaluation_macs = 0
@@ -65,6 +72,9 @@ class Recorder(Attachment):
     # -- tracking -------------------------------------------------------------------------------
     def _observe(self, timestep: Any, batch: int | None) -> None:
         super()._observe(timestep, batch)
+        tracker = self._tracker
+        if not self._lengths and tracker.branch == 0 and tracker.step == len(self._step_timesteps):
+            self._step_timesteps.append(tracker.timestep)
         if self._on_evaluation is not None:
             self._on_evaluation()
         evaluations = self._tracker.evaluations
@@ -111,6 +121,9 @@ class Recorder(Attachment):
                 calls[index] = ordinal + 1
                 if tracker.step >= 0:
                     self._record(index, (tracker.branch, ordinal), tracker.step, output)
+                if self.opening_norms is not None and index == 0 and tracker.step == 0 and (tracker.branch, ordinal) == (0, 0):
+                    tensor = first_tensor(output)
+                    self.opening_norms.append(float(tensor.detach().double().abs().sum()) if tensor is not None else 0.0)
                 return output
 
             return gate
@@ -208,7 +221,9 @@ class Recorder(Attachment):
                 f"component {self.components[component].key!r} produced NaN or inf at step {step}; fix the "
                 "model or its inputs (dtype overflow?) before calibrating"
             )
+        timesteps = self._step_timesteps[:steps]
         return ErrorProfile(
+            timesteps=torch.tensor(timesteps, dtype=torch.float64) if len(timesteps) == steps and None not in timesteps else None,
             components=tuple(c.spec for c in self.components),
             sums=self._moments[0, :, :, :steps].cpu(),
             sums_sq=self._moments[1, :, :, :steps].cpu(),
@@ -238,23 +253,37 @@ def record(
     lookahead: int = 3,
     solver: str | None = None,
     on_evaluation: Callable[[], None] | None = None,
-    prepare: Callable[[Recorder], None] | None = None,
+    prepare: Callable[[Attachment], None] | None = None,
+    sensitivity: bool = False,
+    scheduler: Any = None,
 ) -> ErrorProfile:
     """Attach a recorder, call ``run()``, detach (also on error or interrupt) and return the profile.
 
     ``on_evaluation`` is called at the start of every model evaluation (e.g. to advance a progress
     bar); ``prepare`` gets the attached recorder first (e.g. to watch a pipeline's scheduler).
+    ``scheduler``: the one that ran the generations, whose noise table places the steps on the
+    noise schedule (:meth:`ErrorProfile.with_scheduler`). ``sensitivity=True`` calls ``run()`` a
+    second time to measure every step's sensitivity in one pass (:mod:`smoothcache_core.inbatch`):
+    ``run()`` must then return its samples and repeat them (seeded).
     """
+    if not isinstance(sensitivity, bool):
+        raise CalibrationError(f"sensitivity must be True or False, got {sensitivity!r:.40}")
     if not isinstance(lookahead, int) or isinstance(lookahead, bool) or lookahead < 1:
         raise CalibrationError(f"lookahead must be a positive integer, got {lookahead!r}")
-    recorder = Recorder(model, adapter, check_components(model, adapter), lookahead, on_evaluation)
+    recorder = Recorder(model, adapter, check_components(model, adapter), lookahead, on_evaluation, opening_norms=sensitivity)
     recorder._install()
     try:
         if prepare is not None:
             prepare(recorder)
         with torch.no_grad():
-            run()
+            result = run()
     except BaseException:  # interrupted or failed: leave the model as it was, write nothing
         recorder.unwrap()
         raise
-    return recorder.finish(solver)
+    profile = recorder.finish(solver).with_scheduler(scheduler)
+    if not sensitivity:
+        return profile
+    references = generated_rows(result)
+    return probe_in_batch(
+        model, adapter, recorder.components, profile, run, references, recorder.opening_norms or [], prepare, on_evaluation
+    )

@@ -33,9 +33,7 @@ from typing import Any
 from .adapter import ComponentSpec
 from .errors import ScheduleError
 from .files import read_limited, write_atomic
-
-#: The weights of a fill's computed values, oldest first.
-Weights = tuple[float, ...]
+from .fills import Weights, lagrange_weights
 
 FORMAT = "smoothcache.schedule"
 VERSION = 1
@@ -46,7 +44,12 @@ MAX_FILE_BYTES = 8 * 1024 * 1024
 #: (linear) or three (quadratic) computed values, extended to this step.
 FILLS = ("reuse", "linear", "quadratic")
 #: Computed values a fill needs.
-_FILL_DEPTH = {"reuse": 1, "linear": 2, "quadratic": 3}
+FILL_DEPTH = {"reuse": 1, "linear": 2, "quadratic": 3}
+#: What a component does at one step: (compute, keep the values for a later step, fill weights,
+#: how many values it holds when the step begins where it reads them).
+Decision = tuple[bool, bool, "Weights | None", "int | None"]
+#: The decision of a component that computes at every step and keeps nothing.
+ALWAYS_COMPUTE: Decision = (True, False, None, None)
 
 
 def type_key(component: ComponentSpec, single_stack: bool) -> str:
@@ -77,8 +80,10 @@ class CompiledSchedule:
     ``compute[c][i]``: component ``c`` computes at step ``i``. ``keep[c][i]``: after step ``i`` the
     cached values are still needed by a later skipped step (so the cache holds nothing it will not
     use). ``weights[c][i]``: at a skipped step of a polynomial fill, the weights of the last computed
-    values (oldest first) whose sum is the fill (None: reuse the last value as it is). ``None`` for a
-    component means it always computes. ``fill``: see :data:`FILLS`.
+    values (oldest first) whose sum is the fill (None: reuse the last value as it is). ``lines[c][i]``:
+    how many computed values the component holds when step ``i`` begins, where the gate reads them
+    (a reuse, or a compute that keeps; None elsewhere). ``None`` for a component means it always
+    computes. ``fill``: see :data:`FILLS`.
     """
 
     steps: int | None
@@ -86,21 +91,41 @@ class CompiledSchedule:
     keep: tuple[tuple[bool, ...] | None, ...]
     weights: tuple[tuple[Weights | None, ...] | None, ...]
     fill: str = "reuse"
+    lines: tuple[tuple[int | None, ...] | None, ...] = ()
 
     @classmethod
     def all_compute(cls, count: int) -> CompiledSchedule:
-        return cls(None, (None,) * count, (None,) * count, (None,) * count)
+        return cls(None, (None,) * count, (None,) * count, (None,) * count, lines=(None,) * count)
+
+    def decisions(self) -> tuple[tuple[Decision, ...], ...]:
+        """Per step, every component's :data:`Decision`; what a gate reads, and all it reads, from the plan.
+
+        A compiled block is specialised on the decisions of its components, so two steps with equal
+        decisions share one compiled graph; the line length is part of a decision because the gate
+        reads the held values where it is given."""
+        count = len(self.compute)
+        lines = self.lines or (None,) * count
+
+        def decision(component: int, step: int) -> Decision:
+            computes, keeps, weights, held = self.compute[component], self.keep[component], self.weights[component], lines[component]
+            if computes is None or keeps is None or weights is None or held is None:
+                return ALWAYS_COMPUTE
+            return (computes[step], keeps[step], weights[step], held[step])
+
+        return tuple(tuple(decision(c, step) for c in range(count)) for step in range(self.steps or 0))
 
     @property
     def depth(self) -> int:
         """How many computed values per component and branch the fill needs."""
-        return _FILL_DEPTH[self.fill]
+        return FILL_DEPTH[self.fill]
 
 
-def _fill_weights(flags: tuple[bool, ...], depth: int) -> tuple[Weights | None, ...]:
+def _fill_weights(flags: tuple[bool, ...], depth: int, positions: Sequence[float] | None = None) -> tuple[Weights | None, ...]:
     """Per skipped step ``i``: the Lagrange weights, at ``i``, of the polynomial through the last
     ``depth`` (or as many as there are, at least two) computed steps, oldest first; None elsewhere.
-    For two computes at ``a < b`` the weights are ``(-r, 1 + r)`` with ``r = (i - b) / (b - a)``."""
+    For two computes at ``a < b`` the weights are ``(-r, 1 + r)`` with ``r = (i - b) / (b - a)``.
+    ``positions``: where each step lies for the polynomial (its timestep), else its index."""
+    at = list(positions) if positions is not None else list(range(len(flags)))
     weights: list[Weights | None] = []
     computes: list[int] = []
     for step, compute in enumerate(flags):
@@ -108,11 +133,22 @@ def _fill_weights(flags: tuple[bool, ...], depth: int) -> tuple[Weights | None, 
             computes.append(step)
             weights.append(None)
         elif depth >= 2 and len(computes) >= 2:
-            points = computes[-depth:]
-            weights.append(tuple(math.prod((step - m) / (x - m) for m in points if m != x) for x in points))
+            weights.append(lagrange_weights([at[i] for i in computes[-depth:]], at[step]))
         else:
             weights.append(None)
     return tuple(weights)
+
+
+def _line_lengths(flags: tuple[bool, ...], keep: tuple[bool, ...], depth: int) -> tuple[int | None, ...]:
+    """Per step, how many computed values the gate holds when the step begins, where it reads them
+    (a reuse, or a compute that keeps): a compute that keeps adds one (up to ``depth``), and a step
+    that keeps nothing empties the line."""
+    lines: list[int | None] = []
+    held = 0
+    for compute, keeps in zip(flags, keep, strict=True):
+        lines.append(held if keeps or not compute else None)
+        held = min(held + 1, depth) if compute and keeps else held if keeps else 0
+    return tuple(lines)
 
 
 def _keep_flags(flags: tuple[bool, ...], depth: int) -> tuple[bool, ...]:
@@ -299,6 +335,19 @@ class Schedule:
         return Schedule(tables, provenance, self.fill)
 
     @property
+    def fill_positions(self) -> tuple[float, ...] | None:
+        """Where the fill's polynomial places each step: at its timestep where the schedule was
+        planned for a grid and says so (provenance ``fill_at: "timesteps"``; on a grid of uneven
+        spacing such as Karras sigmas the outputs move smoothly in the timestep, not the step), else
+        None: at its index."""
+        timesteps = self.provenance.get("timesteps")
+        if self.provenance.get("fill_at") != "timesteps" or not isinstance(timesteps, (list, tuple)) or len(timesteps) != self.steps:
+            return None
+        positions = tuple(float(t) for t in timesteps)
+        distinct = len(set(positions)) == len(positions)
+        return positions if distinct and all(math.isfinite(t) for t in positions) else None
+
+    @property
     def unit(self) -> str:
         """What the schedule caches: ``"component"`` outputs or ``"block"`` residuals (its provenance;
         schedules without one were made for components)."""
@@ -311,6 +360,9 @@ class Schedule:
         compute: list[tuple[bool, ...] | None] = []
         keep: list[tuple[bool, ...] | None] = []
         weights: list[tuple[Weights | None, ...] | None] = []
+        lines: list[tuple[int | None, ...] | None] = []
+        depth = FILL_DEPTH[self.fill]
+        positions = self.fill_positions
         for keys in candidates:
             table = next((self.tables[key] for key in keys if key in self.tables), None)
             used.update(key for key in keys if key in self.tables)
@@ -318,11 +370,14 @@ class Schedule:
                 compute.append(None)
                 keep.append(None)
                 weights.append(None)
+                lines.append(None)
                 continue
             flags = tuple(bool(v) for v in table)
+            keeps = _keep_flags(flags, depth)
             compute.append(flags)
-            keep.append(_keep_flags(flags, _FILL_DEPTH[self.fill]))
-            weights.append(_fill_weights(flags, _FILL_DEPTH[self.fill]))
+            keep.append(keeps)
+            weights.append(_fill_weights(flags, depth, positions))
+            lines.append(_line_lengths(flags, keeps, depth))
         unknown = sorted(set(self.tables) - used)
         if unknown:
             types = sorted({c for keys in candidates for c in keys[2:]})
@@ -330,4 +385,4 @@ class Schedule:
                 f"schedule keys {unknown} match no component of this model; it has the types {types} "
                 f"and component keys like {candidates[0][0]!r} (or '<type>-<block index>')"
             )
-        return CompiledSchedule(self.steps, tuple(compute), tuple(keep), tuple(weights), self.fill)
+        return CompiledSchedule(self.steps, tuple(compute), tuple(keep), tuple(weights), self.fill, tuple(lines))

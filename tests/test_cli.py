@@ -72,11 +72,34 @@ def journey(tmp_path_factory, dit_pipeline_dir):
         str(folder / "sel.json"),
     )
     results["generate"] = run("generate", model, "--schedule", str(folder / "s.json"), "--samples", "2", "-o", str(folder / "generated"))
+    # one calibration (with its sensitivity pass), then other step counts and samplers
+    results["calibrate-any"] = run(
+        "calibrate", model, "--steps", "8", "--samples", "2", "--scheduler", "ddim", "-o", str(folder / "q.safetensors")
+    )
+    results["schedule-steps"] = run(
+        "schedule", str(folder / "q.safetensors"), "--macs", "0.6", "--steps", "12", "--scheduler", "dpm", "-o", str(folder / "q12.json")
+    )
+    results["generate-profile"] = run(
+        "generate",
+        model,
+        "--profile",
+        str(folder / "q.safetensors"),
+        "--macs",
+        "0.6",
+        "--steps",
+        "6",
+        "--samples",
+        "1",
+        "-o",
+        str(folder / "any"),
+    )
     results["compare"] = run("compare", model, "--schedule", str(folder / "s.json"), "--samples", "1", "-o", str(folder / "compared"))
     return folder, results
 
 
-@pytest.mark.parametrize("command", ["calibrate", "schedule", "runs", "select", "generate", "compare"])
+@pytest.mark.parametrize(
+    "command", ["calibrate", "schedule", "runs", "select", "generate", "compare", "calibrate-any", "schedule-steps", "generate-profile"]
+)
 def test_journey_commands_succeed(journey, command):
     _, results = journey
     assert results[command].returncode == 0, results[command].stderr
@@ -113,6 +136,20 @@ def test_journey_outputs_load_back(journey):
     comparison = json.loads((folder / "compared" / "compare.json").read_text())
     assert comparison["mac_fraction"] == pytest.approx(schedule.provenance["mac_fraction"], rel=1e-6)
     assert comparison["time_ratio"] > 0 and 0 < comparison["ssim"] <= 1 and comparison["psnr_db"] > 0
+
+
+def test_journey_plans_other_step_counts_from_one_calibration(journey):
+    folder, results = journey
+    profile = ErrorProfile.load(folder / "q.safetensors")
+    assert profile.metadata["probe_kind"] == "in-batch" and profile.probe_counts.sum() == 2  # one sample each
+    assert profile.metadata["scheduler_class"] == "DDIMScheduler" and "plans for any steps" in results["calibrate-any"].stdout
+    planned = Schedule.load(folder / "q12.json")
+    assert planned.steps == 12 and planned.provenance["method"] == "runs" and planned.provenance["solver"] == "DDIMScheduler"
+    assert len(planned.provenance["timesteps"]) == 12 and abs(planned.provenance["mac_fraction"] - 0.6) < 0.06
+    shown = run("inspect", str(folder / "q.safetensors"))
+    assert shown.returncode == 0 and "plans for: any grid" in shown.stdout and "measured in one pass" in shown.stdout
+    stats = json.loads((folder / "any" / "stats.json").read_text())
+    assert stats["evaluations"] == 6 and stats["reused"] > 0 and stats["planned_grids"] == 1
 
 
 def test_adapters_and_inspect(dit_pipeline_dir):
