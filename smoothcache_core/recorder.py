@@ -21,6 +21,7 @@ from .adapter import Component, GateFactory, ModelAdapter, unit_of
 from .engine import Attachment, check_components, model_fingerprint
 from .errors import CalibrationError
 from .gates import first_tensor
+from .group import ModelGroup
 from .inbatch import generated_rows, probe_in_batch
 from .macs import MacMeter
 from .profile import ErrorProfile
@@ -35,6 +36,19 @@ def per_sample(tensor: torch.Tensor, batch: int | None) -> torch.Tensor:
     leading = tensor.shape[0] if tensor.dim() else 1
     rows = batch if batch and leading % batch == 0 else leading
     return tensor.reshape(rows, -1)
+
+
+def parallel_group(model: nn.Module) -> Any:
+    """The process group of the context parallelism active on ``model`` (diffusers'
+    ``enable_parallelism``: its sequence is split over the group's ranks), or None. Read by duck
+    typing: the engine imports no diffusers."""
+    members = model.members.values() if isinstance(model, ModelGroup) else (model,)
+    for member in members:
+        config = getattr(getattr(member, "_parallel_config", None), "context_parallel_config", None)
+        mesh = getattr(config, "_flattened_mesh", None)
+        if mesh is not None:
+            return mesh.get_group()
+    return None
 
 
 class Recorder(Attachment):
@@ -54,6 +68,8 @@ class Recorder(Attachment):
         #: Per generation, the L1 norm of the first component's first output (one host read each),
         #: if asked for: a second pass of ``run()`` proves it repeats the samples by matching them.
         self.opening_norms: list[float] | None = [] if opening_norms else None
+        #: The context-parallel group the model's sequence is split over, if any (see :func:`parallel_group`).
+        self._group = parallel_group(model)
         self._on_evaluation = on_evaluation
         count = len(self.components)
         #: Per component and (branch, call ordinal): the last ``k`` (step, per-sample view, output, version).
@@ -164,7 +180,6 @@ class Recorder(Attachment):
             current = current.float()
         scratch = self._scratch(current)
         norms = torch.abs(current, out=scratch).sum(dim=1)
-        norms_by_step[index, step] += norms.sum()
         history = self._history[index].setdefault(slot, deque())
         differences: list[torch.Tensor] = []
         for earlier_step, earlier, source, version in reversed(history):
@@ -177,6 +192,9 @@ class Recorder(Attachment):
                 )
             torch.sub(earlier, current, out=scratch)
             differences.append(scratch.abs_().sum(dim=1))
+        if self._group is not None:
+            norms, differences = self._summed_over_group(norms, differences)
+        norms_by_step[index, step] += norms.sum()
         if differences:
             lags = len(differences)
             errors = torch.stack(differences) / norms.clamp_min(_TINY)
@@ -188,6 +206,19 @@ class Recorder(Attachment):
         history.append((step, current, tensor, version))
         if len(history) > self.lookahead:
             history.popleft()
+
+    def _summed_over_group(self, norms: torch.Tensor, differences: list[torch.Tensor]) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        """Norms and differences summed over the context-parallel group: each rank holds a shard of
+        every sample's tokens, so the sums of all ranks are those of one process on the full
+        sequence (one collective of a fixed shape per call, the same on every rank)."""
+        import torch.distributed as dist
+
+        packed = torch.zeros(1 + self.lookahead, len(norms), dtype=torch.float64, device=norms.device)
+        packed[0] = norms
+        for lag, difference in enumerate(differences, start=1):
+            packed[lag] = difference
+        dist.all_reduce(packed, group=self._group)
+        return packed[0], list(packed[1 : 1 + len(differences)])
 
     def _scratch(self, like: torch.Tensor) -> torch.Tensor:
         """A reusable buffer per shape for norms and differences: recording allocates nothing per call."""
