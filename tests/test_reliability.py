@@ -132,7 +132,7 @@ def test_unwrap_works_beneath_group_offloading_added_after_wrap():
     reference = pipelines.call("flux", pipe, seed=1, steps=4)
     with smoothcache.wrap(pipe) as probe:
         keys = [c.key for c in probe.components]
-    schedule = smoothcache.Schedule(dict.fromkeys(keys, [1, 0, 1, 1]))
+    schedule = smoothcache.Schedule({key: [1, 0, 1, 1] for key in keys})
     handle = smoothcache.wrap(pipe, schedule=schedule)
     cached = pipelines.call("flux", pipe, seed=1, steps=4)
     apply_group_offloading(pipe.transformer, onload_device=torch.device("cpu"), offload_type="leaf_level")
