@@ -1009,9 +1009,8 @@ def attach(
     if schedule is not None:
         check_schedule_provenance(schedule, adapter, model)
     if planner is not None:
-        own = planner.own_plan()
-        check_schedule_provenance(own, adapter, model)
-        own.compile(components)
+        check_schedule_provenance(planner.own_plan, adapter, model)
+        planner.own_plan.compile(components)
     handle = CacheHandle(model, adapter, components, schedule, sync_free, branches, planner)
     handle._install()
     logger.debug("wrapped %s with %d components (adapter %s)", type(model).__name__, len(components), adapter.name)

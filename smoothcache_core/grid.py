@@ -27,7 +27,7 @@ import numpy as np
 from .errors import ScheduleError
 from .files import library_version
 from .noise import ErrorSurface, Sensitivity, solver_steps, step_sizes
-from .planning import BUDGET_TOLERANCE, _outside_the_library, greedy_scan, mac_budget, plan_runs, spaced_table
+from .planning import BUDGET_TOLERANCE, _group_macs, _outside_the_library, greedy_scan, mac_budget, mac_fraction, plan_runs, spaced_table
 from .schedule import FILL_DEPTH, FILLS, Schedule
 
 if TYPE_CHECKING:
@@ -99,13 +99,6 @@ def _units(timesteps: Sequence[float]) -> tuple[list[list[int]], list[int]]:
     return steps, [step[0] for step in steps]
 
 
-def _fraction(evaluation_macs: int, cached_macs: int, tables: Sequence[Sequence[int]], group_macs: Sequence[int]) -> float:
-    steps = len(tables[0])
-    total = evaluation_macs * steps
-    skipped = sum(m * (steps - sum(table)) for m, table in zip(group_macs, tables, strict=True))
-    return (total - skipped) / total
-
-
 def _expand(unit_table: list[int], units: list[list[int]], evaluations: int) -> list[int]:
     table = [1] * evaluations
     for decision, unit in zip(unit_table, units, strict=True):
@@ -142,7 +135,7 @@ def plan_for_grid(
     if len(grid) < 2 or not all(math.isfinite(t) for t in grid):
         raise ScheduleError(f"a grid is at least two finite timesteps, one per model evaluation; got {len(grid)}")
     keys, curves, members = profile.curves(granularity)
-    group_macs = [sum(profile.macs[i] for i in group) for group in members]
+    group_macs = _group_macs(profile, members)
     evaluation_macs = profile.evaluation_macs
     if evaluation_macs <= 0:
         raise ScheduleError("the profile has no MAC counts; recalibrate to plan by compute")
@@ -164,7 +157,7 @@ def plan_for_grid(
         else:
             table = _run_table(profile, members, grid, units, firsts, computes)
         tables = [table] * len(keys)
-    fraction = _fraction(evaluation_macs, sum(group_macs), tables, group_macs)
+    fraction = mac_fraction(evaluation_macs, tables, group_macs)
     if warn_budget and target is not None and abs(fraction - target) > BUDGET_TOLERANCE:
         warnings.warn(
             f"macs={target:.3f} is not reachable within {BUDGET_TOLERANCE:.0%} on a grid of {len(grid)} evaluations: the closest "
@@ -194,11 +187,10 @@ def plan_for_grid(
 
 def _computes_for(target: float, units: list[list[int]], evaluations: int, evaluation_macs: int, cached_macs: int) -> int:
     """How many solver steps compute (every component alike) for the MAC fraction closest to ``target``."""
-    total = evaluation_macs * evaluations
 
     def fraction(computes: int) -> float:
         table = _expand([1] * computes + [0] * (len(units) - computes), units, evaluations)
-        return (total - cached_macs * (evaluations - sum(table))) / total
+        return mac_fraction(evaluation_macs, [table], [cached_macs])
 
     return min(range(2 if len(units) >= 2 else 1, len(units) + 1), key=lambda n: abs(fraction(n) - target))
 
@@ -264,7 +256,9 @@ class GridPlanner:
         self.macs = mac_budget(macs, speedup)
         self.method, self.fill, self.granularity = method, fill, granularity
         self._plans: dict[tuple[float, ...], Schedule] = {}
-        self.own_plan()  # checks every argument once
+        #: The plan for the calibrated grid itself, made once: it checks every argument, and a
+        #: wrap checks it fits the model (not kept among the plans of the grids generations met).
+        self.own_plan = self._plan(tuple(profile.timesteps.tolist()) if profile.timesteps is not None else ())
 
     @property
     def depth(self) -> int:
@@ -275,10 +269,6 @@ class GridPlanner:
         """The timesteps the model receives for a scheduler's (the calibration's scale between them)."""
         scale = float(self.profile.metadata.get("timestep_scale", 1.0))
         return [scale * float(t) for t in scheduler_timesteps]
-
-    def own_plan(self) -> Schedule:
-        """The plan for the calibrated grid itself (not kept: a check of the planner's arguments)."""
-        return self._plan(tuple(self.profile.timesteps.tolist()) if self.profile.timesteps is not None else ())
 
     def _plan(self, grid: tuple[float, ...]) -> Schedule:
         # a few evaluations allow only coarse fractions: the closest is the plan, shown in its provenance

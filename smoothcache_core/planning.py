@@ -445,10 +445,16 @@ def _group_macs(profile: ErrorProfile, members: list[list[int]]) -> list[int]:
 
 
 def _fraction(profile: ErrorProfile, tables: Sequence[list[int]], group_macs: Sequence[int]) -> float:
-    total = profile.evaluation_macs * profile.steps
-    if total <= 0:
+    if profile.evaluation_macs * profile.steps <= 0:
         raise ScheduleError("the profile has no MAC counts; recalibrate to derive schedules by compute")
-    skipped = sum(m * table.count(0) for m, table in zip(group_macs, tables, strict=False))
+    return mac_fraction(profile.evaluation_macs, tables, group_macs)
+
+
+def mac_fraction(evaluation_macs: int, tables: Sequence[Sequence[int]], group_macs: Sequence[int]) -> float:
+    """The MACs ``tables`` keep (one per group of ``group_macs``), as a fraction of computing every
+    evaluation of their grid (``evaluation_macs`` each)."""
+    total = evaluation_macs * len(tables[0])
+    skipped = sum(m * list(table).count(0) for m, table in zip(group_macs, tables, strict=False))
     return (total - skipped) / total
 
 
