@@ -26,7 +26,7 @@ from torch import nn
 from .adapter import Component, GateFactory, ModelAdapter, ModuleInstaller, Uninstall, install_on_forward, timestep_value, unit_of
 from .errors import AdapterError, GenerationError, ScheduleError, WrapError
 from .gates import GateContext, component_gate, first_tensor, follower_gate, version_of
-from .grid import GridPlanner
+from .grid import KEPT_PLANS, GridPlanner
 from .group import ModelGroup
 from .schedule import ALWAYS_COMPUTE, CompiledSchedule, Decision, Schedule
 from .tracker import StepTracker
@@ -510,6 +510,8 @@ class CacheHandle(Attachment):
         depth = max(self._compiled.depth, planner.depth if planner is not None else 1)
         self._context = GateContext(count, [len(c.followers) for c in self.components], depth)
         self._next_grid: tuple[float, ...] | None = None  # given by plan_for(), for models without a pipeline
+        #: Per plan followed so far: its resolution against the components, decisions and grid.
+        self._resolved: dict[Schedule | None, tuple[CompiledSchedule, tuple[tuple[Decision, ...], ...], tuple[float, ...] | None]] = {}
         self._unplanned_warned = False
         self._calls = self._context.calls  # the tracker's reset per evaluation is the gates' ordinal reset
         self._follower_calls = self._context.follower_calls
@@ -729,11 +731,18 @@ class CacheHandle(Attachment):
         return tuple(grid[start:]) if start is not None and len(grid) - start >= 2 else None
 
     def _use(self, schedule: Schedule | None) -> None:
-        """Follow ``schedule`` from this generation on (between generations: nothing is cached)."""
-        compiled = schedule.compile(self.components) if schedule is not None else CompiledSchedule.all_compute(len(self.components))
-        self.schedule, self._compiled = schedule, compiled
-        self._decisions = compiled.decisions()
-        self._schedule_grid = _grid_of(schedule)
+        """Follow ``schedule`` from this generation on (between generations: nothing is cached);
+        a plan met before is resolved against the components once, not at every generation."""
+        resolved = self._resolved.get(schedule)
+        if resolved is None:
+            count = len(self.components)
+            compiled = schedule.compile(self.components) if schedule is not None else CompiledSchedule.all_compute(count)
+            resolved = (compiled, compiled.decisions(), _grid_of(schedule))
+            if len(self._resolved) >= KEPT_PLANS:
+                self._resolved.clear()
+            self._resolved[schedule] = resolved
+        self.schedule = schedule
+        self._compiled, self._decisions, self._schedule_grid = resolved
 
     def _idle(self) -> list[Decision]:
         return [ALWAYS_COMPUTE] * len(self.components)
