@@ -545,11 +545,11 @@ def _grid_of(profile: ErrorProfile, steps: int, scheduler: str | None) -> list[f
     return [scale * float(t) for t in solver.timesteps]
 
 
-def _wrap_for(workload: Workload, args: argparse.Namespace, steps: int) -> smoothcache.CacheHandle:
-    """``workload`` wrapped with ``--schedule``, or planning from ``--profile`` for whatever grid it
-    runs (a pipeline's scheduler tells it; a bare model's workload names its sampler's timesteps)."""
-    if not args.profile:
-        return smoothcache.wrap(workload.target, adapter=args.adapter, schedule=args.loaded_schedule)
+def _wrap_for(workload: Workload, args: argparse.Namespace, steps: int, schedule: Schedule | None) -> smoothcache.CacheHandle:
+    """``workload`` wrapped with ``schedule``, or (None) planning from ``--profile`` for whatever grid
+    it runs (a pipeline's scheduler tells it; a bare model's workload names its sampler's timesteps)."""
+    if schedule is not None:
+        return smoothcache.wrap(workload.target, adapter=args.adapter, schedule=schedule)
     timesteps = workload.timesteps(steps) if workload.pipeline is None else None
     if workload.pipeline is None and timesteps is None:
         raise WorkloadError("this model has no pipeline and its workload names no sampler, so no grid can be planned for: use --schedule")
@@ -563,18 +563,17 @@ def _wrap_for(workload: Workload, args: argparse.Namespace, steps: int) -> smoot
     return handle
 
 
-def _plan_arguments(args: argparse.Namespace) -> int:
-    """Check ``--schedule`` or ``--profile`` before the model loads; the steps to generate."""
+def _plan_arguments(args: argparse.Namespace) -> tuple[int, Schedule | None]:
+    """Check ``--schedule`` or ``--profile`` before the model loads: the steps to generate, and the
+    schedule file's schedule (None: plan from the profile)."""
     if args.profile:
         if args.macs is None and args.speedup is None:
             raise WorkloadError("--profile plans at a budget: give --macs or --speedup")
-        profile = ErrorProfile.load(args.profile)
-        args.loaded_schedule = None
-        return args.steps or profile.steps
+        return args.steps or ErrorProfile.load(args.profile).steps, None
     if args.macs is not None or args.speedup is not None:
         raise WorkloadError("--macs and --speedup are the budget of --profile's plans; a schedule file has its own")
-    args.loaded_schedule, steps = _steps_for(Schedule.load(args.schedule), args)
-    return steps
+    schedule, steps = _steps_for(Schedule.load(args.schedule), args)
+    return steps, schedule
 
 
 def _steps_for(schedule: Schedule, args: argparse.Namespace) -> tuple[Schedule, int]:
@@ -591,11 +590,11 @@ def cmd_generate(args: argparse.Namespace) -> None:
     from smoothcache.plots import to_unit_range, write_outputs
 
     _check_outputs(args)
-    steps = _plan_arguments(args)  # a bad schedule or profile file fails before the model loads
+    steps, schedule = _plan_arguments(args)  # a bad schedule or profile file fails before the model loads
     workload = _workload(args)
     written = []
     start = time.perf_counter()
-    with _wrap_for(workload, args, steps) as handle:
+    with _wrap_for(workload, args, steps, schedule) as handle:
         for seed in range(args.seed, args.seed + args.samples):
             output = to_unit_range(workload.generate(seed, steps).float().cpu(), workload.data_range)
             written += write_outputs(output, workload.modality, args.output, f"sample-{seed}", workload.sample_rate)
@@ -612,21 +611,19 @@ def cmd_compare(args: argparse.Namespace) -> None:
     from smoothcache.plots import side_by_side, to_unit_range
 
     _check_outputs(args)
-    steps = _plan_arguments(args)  # a bad schedule or profile file fails before the model loads
-    args.given_profile = args.profile
+    steps, given = _plan_arguments(args)  # a bad schedule or profile file fails before the model loads
     workload = _workload(args)
     seeds = list(range(args.seed, args.seed + args.samples))
-    with _wrap_for(workload, args, steps) as handle:  # validated once; each timed run wraps and unwraps like a user would
+    with _wrap_for(workload, args, steps, given) as handle:  # validated once; each timed run wraps and unwraps like a user would
         workload.generate(seeds[0], steps)  # the warm-up of the cached path; a profile plans for this grid here
-        schedule = handle.schedule
+        schedule = handle.schedule  # the timed runs follow this very plan
     if schedule is None:
         raise WorkloadError("the wrapped model learnt no plan for this grid (see the warning above); wrap its pipeline")
-    args.loaded_schedule, args.profile = schedule, None  # the timed runs follow this very plan
     profile = _measure_profile(workload, args.adapter, schedule.unit)
     report = profile.mac_count().for_schedule(schedule.compile(profile.components), profile.components)
 
     def cached(seed: int) -> torch.Tensor:
-        with _wrap_for(workload, args, steps):
+        with _wrap_for(workload, args, steps, schedule):
             return workload.generate(seed, steps)
 
     workload.generate(seeds[0], steps)  # warm-up of the uncached path
@@ -641,7 +638,7 @@ def cmd_compare(args: argparse.Namespace) -> None:
     data_range = workload.data_range or float(reference.max() - reference.min())
     scores = fidelity(reference, output, workload.modality, data_range)
     time_ratio = statistics.median(ratios)
-    plan_name = args.schedule or f"{args.given_profile} planned for {steps} steps"
+    plan_name = args.schedule or f"{args.profile} planned for {steps} steps"
     Path(args.output).mkdir(parents=True, exist_ok=True)
     figure = Path(args.output, "compare.png")
     side_by_side(
